@@ -1,0 +1,385 @@
+"""The pipeline's control flow: what happens to one chunk, and the run around it.
+
+Each chunk moves through its own stages as soon as its own work is done; no
+stage waits for every chunk to finish the stage before it:
+
+    question generation -> per pair: question check votes -> answer check votes
+    -> context repair -> one conversation per chunk, checked in code
+
+`run_pipeline` is the one run function behind processing.py and app.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_engine
+from generation_functions import output_processors as parsers
+from generation_functions.chunking import Chunk, chunk_documents
+from generation_functions.config import Config
+from generation_functions.conversation_check import check_conversation
+from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
+from generation_functions.documents import Document, SkippedFile, iter_documents
+from generation_functions.errors import InputError, RunAborted
+from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
+from generation_functions.report import RunReport
+from generation_functions.store import CallStore, atomic_write_json, read_json
+from generation_step_class import BoundStep, GenerationStep, StepOutcome
+
+log = logging.getLogger("verustoolkit")
+
+QUESTION_GENERATION = "qatuples_gen_no_filenames"
+QUESTION_CHECK = "check_question"
+ANSWER_CHECK = "check_answer"
+CONTEXT_REPAIR = "check_qatuple_context_no_filenames"
+CONVERSATION = "multi_turn_assistant_conversation"
+STEP_NAMES = (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION)
+
+RESULTS_DIR = "chunk_results"
+# At most this many stop sequences: OpenAI's API rejects more than four.
+STOP_SEQUENCES = ("### Instruction:", "<|eot_id|>", "<|im_end|>", "</s>")
+
+
+def build_steps(stop: bool) -> dict[str, GenerationStep]:
+    stops = STOP_SEQUENCES if stop else ()
+    return {
+        QUESTION_GENERATION: GenerationStep(
+            QUESTION_GENERATION, parsers.parse_question_generation, Sampling(0.7, 0.95, 3000, stops)
+        ),
+        QUESTION_CHECK: GenerationStep(QUESTION_CHECK, parsers.parse_question_check, Sampling(0.4, 0.95, 1500, stops)),
+        ANSWER_CHECK: GenerationStep(ANSWER_CHECK, parsers.parse_answer_check, Sampling(0.4, 0.95, 1500, stops)),
+        CONTEXT_REPAIR: GenerationStep(CONTEXT_REPAIR, parsers.parse_context_repair, Sampling(0.2, 0.95, 1500, stops)),
+        CONVERSATION: GenerationStep(CONVERSATION, parsers.parse_conversation, Sampling(0.6, 0.95, 4000, stops)),
+    }
+
+
+def load_prompts(config: Config) -> dict[str, Any]:
+    """Resolve and load every step's prompt once, before any request."""
+    prompts = {}
+    for name in STEP_NAMES:
+        prompt = load_prompt(name, config.system.COMPLETION_MODE, config.prompt_dirs)
+        source = str(resolve_prompt_path(name, config.system.COMPLETION_MODE, config.prompt_dirs))
+        check_placeholders(name, prompt, source)
+        prompts[name] = prompt
+    return prompts
+
+
+# ---------------------------------------------------------------- one chunk
+
+
+@dataclass
+class RunContext:
+    config: Config
+    steps: dict[str, BoundStep]
+    report: RunReport
+    output_dir: Path
+    progress: "ProgressSink"
+
+
+@dataclass(frozen=True)
+class Vote:
+    decision: Optional[bool]  # None: a tie
+    yes: int
+    no: int
+    failures: tuple[str, ...] = ()
+
+
+async def majority_vote(step: BoundStep, values: dict[str, str], total: int, slot: str) -> Vote:
+    """Up to `total` votes; the majority decides and ties are tossed.
+
+    Votes are asked in parallel, but only as many as could still decide the
+    outcome: with 3 votes, 2 are asked first and the third only on a split.
+    A vote whose output never parses counts against the pair.
+    """
+    needed = total // 2 + 1
+    yes = no = cast = 0
+    failures: list[str] = []
+    while yes < needed and no < needed and cast < total:
+        batch = min(total - cast, needed - max(yes, no))
+        outcomes = await asyncio.gather(*(step.run(values, f"{slot}/vote{cast + i}") for i in range(batch)))
+        cast += batch
+        for outcome in outcomes:
+            if outcome.value is True:
+                yes += 1
+            else:
+                no += 1
+                if not outcome.ok:
+                    failures.append(outcome.reason)
+    decision = True if yes >= needed else False if no >= needed else None
+    return Vote(decision, yes, no, tuple(failures))
+
+
+def _vote_reason(vote: Vote, negative: str) -> str:
+    if vote.decision is None:
+        return "tie"
+    if vote.failures and len(vote.failures) >= vote.no:
+        return "check failed (no usable verdict)"
+    return negative
+
+
+async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number: int) -> dict:
+    """Checks then repair for one pair; returns its fate as a record."""
+    question, answer = pair
+    values = {"text": chunk.text, "textdetails": chunk.textdetails, "question": question, "answer": answer}
+    total = ctx.config.system.DOUBLE_CHECK_COUNTER
+    slot = f"pair{number}"
+    record: dict[str, Any] = {"question": question, "answer": answer}
+
+    if not ctx.config.skip.QUESTION_CHECK:
+        vote = await majority_vote(ctx.steps[QUESTION_CHECK], values, total, slot)
+        record["question_votes"] = [vote.yes, vote.no]
+        if not vote.decision:
+            return _tossed(ctx, chunk, record, "question_check", _vote_reason(vote, "voted irrelevant"), vote)
+        ctx.report.keep("question_check", chunk.source)
+
+    vote = await majority_vote(ctx.steps[ANSWER_CHECK], values, total, slot)
+    record["answer_votes"] = [vote.yes, vote.no]
+    if not vote.decision:
+        return _tossed(ctx, chunk, record, "answer_check", _vote_reason(vote, "voted inaccurate"), vote)
+    ctx.report.keep("answer_check", chunk.source)
+
+    outcome = await ctx.steps[CONTEXT_REPAIR].run(values, slot)
+    if not outcome.ok:
+        return _tossed(ctx, chunk, record, "context_repair", "check failed (no usable judgment)", None, outcome)
+    verdict, reworded = outcome.value
+    record["repair"] = verdict
+    if verdict == "fail":
+        return _tossed(ctx, chunk, record, "context_repair", "cannot stand alone", None, outcome)
+    if verdict == "reword":
+        record["question"], record["answer"] = reworded
+        ctx.report.note("context_repair", "reworded")
+    ctx.report.keep("context_repair", chunk.source)
+    record["kept"] = True
+    return record
+
+
+def _tossed(
+    ctx: RunContext,
+    chunk: Chunk,
+    record: dict,
+    stage: str,
+    reason: str,
+    vote: Optional[Vote],
+    outcome: Optional[StepOutcome] = None,
+) -> dict:
+    ctx.report.toss(stage, chunk.source, reason)
+    record.update(kept=False, tossed_at=stage, reason=reason)
+    if vote is not None and vote.failures:
+        record["failures"] = list(vote.failures)
+    if outcome is not None:
+        record["raw_output"] = outcome.raw_output
+        if outcome.reason:
+            record["failures"] = [outcome.reason]
+    return record
+
+
+async def write_conversation(ctx: RunContext, chunk: Chunk, pairs: list[tuple[str, str]]) -> dict:
+    """One conversation from the chunk's surviving pairs; a failed check is retried once."""
+    values = {
+        "text": chunk.text,
+        "textdetails": chunk.textdetails,
+        "question_answer_list": parsers.format_question_answer_list(pairs),
+    }
+    reason = ""
+    for attempt in range(2):
+        outcome = await ctx.steps[CONVERSATION].run(values, f"conversation/try{attempt}")
+        if not outcome.ok:
+            reason = "check failed (no usable conversation)"
+            continue
+        reason = check_conversation(outcome.value, pairs)
+        if not reason:
+            return {"turns": [list(turn) for turn in outcome.value]}
+        log.debug("conversation for %s#%d failed its check: %s", chunk.source, chunk.index, reason)
+    return {"turns": None, "reason": reason}
+
+
+async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
+    values = {"text": chunk.text, "textdetails": chunk.textdetails}
+    outcome = await ctx.steps[QUESTION_GENERATION].run(values, "questions")
+    result: dict[str, Any] = {
+        "key": chunk.key,
+        "source": chunk.source,
+        "chunk_index": chunk.index,
+        "chunk": chunk.text,
+        "raw_pairs": [],
+        "vetted": [],
+        "pairs": [],
+        "conversation": None,
+    }
+    if not outcome.ok:
+        ctx.report.toss("question_generation", chunk.source, "no usable questions")
+        result["failure"] = {"stage": "question_generation", "reason": outcome.reason, "raw_output": outcome.raw_output}
+        ctx.progress.advance("chunks")
+        return _save_result(ctx, result)
+    raw_pairs = outcome.value
+    result["raw_pairs"] = [list(p) for p in raw_pairs]
+    ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
+    ctx.progress.grow("pairs", len(raw_pairs))
+    ctx.progress.advance("chunks")
+
+    async def vet_and_tick(pair: tuple[str, str], number: int) -> dict:
+        record = await vet_pair(ctx, chunk, pair, number)
+        ctx.progress.advance("pairs")
+        return record
+
+    records = await asyncio.gather(*(vet_and_tick(pair, n) for n, pair in enumerate(raw_pairs)))
+    result["vetted"] = list(records)
+    survivors = [(r["question"], r["answer"]) for r in records if r.get("kept")]
+    result["pairs"] = [list(p) for p in survivors]
+    if survivors:
+        ctx.progress.grow("conversations", 1)
+        conversation = await write_conversation(ctx, chunk, survivors)
+        if conversation["turns"]:
+            result["conversation"] = conversation["turns"]
+            ctx.report.keep("conversation", chunk.source)
+        else:
+            ctx.report.toss("conversation", chunk.source, _conversation_category(conversation["reason"]))
+            result["failure"] = {"stage": "conversation", "reason": conversation["reason"]}
+        ctx.progress.advance("conversations")
+    return _save_result(ctx, result)
+
+
+def _conversation_category(reason: str) -> str:
+    if reason.startswith("check failed"):
+        return reason
+    return "failed the conversation check"
+
+
+def _save_result(ctx: RunContext, result: dict) -> dict:
+    atomic_write_json(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
+    return result
+
+
+# ---------------------------------------------------------------- the run
+
+
+class ProgressSink:
+    """Where progress goes; processing.py shows tqdm bars, app.py a live status."""
+
+    def grow(self, stage: str, amount: int) -> None: ...
+
+    def advance(self, stage: str, amount: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class ChunkIndex:
+    """What the final assembly needs of each chunk: small, so chunks can stream."""
+
+    keys: list[str] = field(default_factory=list)
+
+
+def stream_chunks(config: Config, report: RunReport, pretraining: PretrainingWriter, index: ChunkIndex) -> Iterator[Chunk]:
+    """Documents are read one at a time; each feeds the pretraining corpus and its chunks."""
+
+    def documents() -> Iterator[Document]:
+        for item in iter_documents(config.input_dir):
+            if isinstance(item, SkippedFile):
+                report.skipped_files.append({"path": item.path, "reason": item.reason})
+                log.warning("skipped %s: %s", item.path, item.reason)
+                continue
+            report.documents += 1
+            pretraining.add(item.text)
+            yield item
+
+    limit = config.system.SUBSET_SIZE if config.system.USE_SUBSET else None
+    for chunk in chunk_documents(documents(), config.system.CHUNK_SIZE):
+        if limit is not None and len(index.keys) >= limit:
+            continue  # keep reading: the pretraining corpus takes every document
+        index.keys.append(chunk.key)
+        report.keep("chunks", chunk.source)
+        yield chunk
+
+
+async def _run_chunks(ctx: RunContext, chunks: Iterator[Chunk], window: int) -> None:
+    """Keep up to `window` chunks in progress; the first failure that must stop
+    the run (an outage, a rejected key) cancels the rest."""
+    pending: set[asyncio.Task] = set()
+    try:
+        for chunk in chunks:
+            ctx.progress.grow("chunks", 1)
+            pending.add(asyncio.create_task(process_chunk(ctx, chunk)))
+            if len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def iter_results(output_dir: Path, keys: list[str]) -> Iterator[dict]:
+    seen = set()
+    for key in keys:
+        if key in seen:
+            continue
+        seen.add(key)
+        result = read_json(output_dir / RESULTS_DIR / f"{key}.json")
+        if result is not None:
+            yield result
+
+
+async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, prompts: Optional[dict] = None) -> dict:
+    """Run the whole pipeline; returns the run report (also written to OUTPUT)."""
+    started = time.monotonic()
+    progress = progress or ProgressSink()
+    prompts = prompts if prompts is not None else load_prompts(config)
+    output_dir = config.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = RunReport()
+    stats = RequestStats()
+    limiter = RequestLimiter(config.system.CONCURRENCY_LIMIT)
+    logical = make_engine(config, config.api.LOGICAL_MODEL, limiter, stats)
+    large = make_engine(config, config.api.LARGE_LOGICAL_MODEL, limiter, stats) if (
+        config.api.LARGE_LOGICAL_MODEL != config.api.LOGICAL_MODEL
+    ) else logical
+    store = CallStore(output_dir)
+    steps = {
+        name: BoundStep(step, prompts[name], large if name == CONVERSATION else logical, store)
+        for name, step in build_steps(config.system.STOP).items()
+    }
+    ctx = RunContext(config, steps, report, output_dir, progress)
+    index = ChunkIndex()
+    pretraining = PretrainingWriter(output_dir)
+    finished = False
+    try:
+        window = max(8, 2 * config.system.CONCURRENCY_LIMIT)
+        await _run_chunks(ctx, stream_chunks(config, report, pretraining, index), window)
+        finished = True
+    finally:
+        pretraining.close(ok=finished)
+        progress.close()
+        for engine in {id(logical): logical, id(large): large}.values():
+            await engine.close()
+    if not index.keys:
+        raise InputError(f"no text to work on in {config.input_dir} (every file was empty or unreadable)")
+    counts = write_datasets(
+        output_dir,
+        iter_results(output_dir, index.keys),
+        config.system.FINAL_ASSISTANT_PROMPT_NO_RAG,
+        config.system.FINAL_ASSISTANT_PROMPT_RAG,
+    )
+    data = report.as_dict()
+    data["requests"] = {
+        "made": stats.requests,
+        "reused": store.hits,
+        **{k: v for k, v in stats.as_dict().items() if k != "requests"},
+        "peak_in_flight": limiter.peak,
+    }
+    data["outputs"] = counts
+    data["output_dir"] = str(output_dir)
+    data["wall_seconds"] = round(time.monotonic() - started, 3)
+    atomic_write_json(output_dir / RUN_REPORT, data)
+    return data

@@ -1,0 +1,391 @@
+"""One interface over the model APIs Verustoolkit talks to.
+
+`EngineWrapper.generate(prompt, sampling)` returns a `Completion` (text, finish
+reason, token usage) whatever the provider:
+
+- OpenAI-compatible chat completions (llama.cpp, Ollama, vLLM, OpenAI, ...),
+- OpenAI-compatible text completions (SYSTEM.COMPLETION_MODE: true),
+- Cohere chat through the cohere SDK (SYSTEM.MODE: cohere).
+
+Transient failures (408/409/429/5xx, timeouts, dropped connections) are retried
+with jittered exponential backoff, honouring Retry-After, for at most
+MAX_RETRY_SECONDS. One `RequestLimiter` is shared by every engine of a run, so
+CONCURRENCY_LIMIT counts requests in flight across the whole run. BASE_URL may
+name several replicas of one model: each request goes to the replica with the
+fewest requests in flight, and a replica that just failed is avoided for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Sequence, Union
+
+from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
+
+log = logging.getLogger("verustoolkit")
+
+Messages = list[dict[str, str]]
+Prompt = Union[Messages, str]
+
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+REPLICA_COOLDOWN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters are values: steps copy them, nobody edits them in place."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 3000
+    stop: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "stop": list(self.stop)}
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class TransientError(Exception):
+    """A failure worth retrying; retry_after is the server's hint in seconds."""
+
+    def __init__(self, reason: str, retry_after: Optional[float] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Backend(Protocol):
+    url: str
+
+    async def call(self, prompt: Prompt, sampling: Sampling) -> Completion: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class RequestStats:
+    """Counters for the run report; updated from one event loop, so no locks."""
+
+    requests: int = 0
+    succeeded: int = 0
+    retries: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_retry(self, reason: str) -> None:
+        self.retries += 1
+        self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
+
+    def as_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "succeeded": self.succeeded,
+            "retries": self.retries,
+            "failed": self.failed,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "retry_reasons": dict(sorted(self.retry_reasons.items())),
+        }
+
+
+class RequestLimiter:
+    """Counts requests in flight across the whole run (CONCURRENCY_LIMIT)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._semaphore = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def __aenter__(self) -> "RequestLimiter":
+        await self._semaphore.acquire()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.in_flight -= 1
+        self._semaphore.release()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_seconds: float = 600.0
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int, retry_after: Optional[float]) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        backoff = min(self.base_delay * (2 ** attempt), self.max_delay)
+        return backoff * (0.5 + random.random() / 2)
+
+
+class ReplicaPool:
+    """Picks the replica with the fewest requests in flight, skipping ones that just failed."""
+
+    def __init__(self, backends: Sequence[Backend]):
+        self.backends = list(backends)
+        self._in_flight = [0] * len(self.backends)
+        self._avoid_until = [0.0] * len(self.backends)
+
+    def acquire(self) -> int:
+        now = time.monotonic()
+        healthy = [i for i in range(len(self.backends)) if self._avoid_until[i] <= now]
+        candidates = healthy or range(len(self.backends))
+        index = min(candidates, key=lambda i: self._in_flight[i])
+        self._in_flight[index] += 1
+        return index
+
+    def release(self, index: int, failed: bool) -> None:
+        self._in_flight[index] -= 1
+        if failed and len(self.backends) > 1:
+            self._avoid_until[index] = time.monotonic() + REPLICA_COOLDOWN_SECONDS
+
+
+class EngineWrapper:
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        limiter: RequestLimiter,
+        retry: RetryPolicy,
+        stats: RequestStats,
+        model: str,
+    ):
+        self.pool = ReplicaPool(backends)
+        self.limiter = limiter
+        self.retry = retry
+        self.stats = stats
+        self.model = model
+
+    async def generate(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                completion = await self._attempt(prompt, sampling)
+            except TransientError as exc:
+                delay = self.retry.delay(attempt, exc.retry_after)
+                if time.monotonic() - started + delay > self.retry.max_seconds:
+                    self.stats.failed += 1
+                    raise EngineError(
+                        f"model {self.model}: gave up after {attempt + 1} attempts over "
+                        f"{time.monotonic() - started:.0f}s (last error: {exc.reason})"
+                    ) from None
+                self.stats.count_retry(exc.reason)
+                log.debug("retrying after %s in %.1fs", exc.reason, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            except EngineError:
+                self.stats.failed += 1
+                raise
+            self.stats.succeeded += 1
+            self.stats.prompt_tokens += completion.prompt_tokens
+            self.stats.completion_tokens += completion.completion_tokens
+            return completion
+
+    async def _attempt(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        async with self.limiter:
+            index = self.pool.acquire()
+            failed = True
+            try:
+                self.stats.requests += 1
+                completion = await self.pool.backends[index].call(prompt, sampling)
+                failed = False
+                return completion
+            finally:
+                self.pool.release(index, failed)
+
+    async def close(self) -> None:
+        for backend in self.pool.backends:
+            await backend.close()
+
+
+# ---------------------------------------------------------------- OpenAI-compatible
+
+
+def _retry_after_seconds(headers) -> Optional[float]:
+    value = headers.get("retry-after") if headers is not None else None
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _translate_openai_error(exc: Exception, url: str) -> Exception:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError("timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientError("connection error")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status in RETRYABLE_STATUS:
+            return TransientError(f"HTTP {status}", _retry_after_seconds(exc.response.headers))
+        if status in (401, 403):
+            return ServerUnreachable(f"the server at {url} rejected the API key (HTTP {status})")
+        return RequestRejected(f"the server at {url} refused the request (HTTP {status}): {_short(exc.message)}")
+    if isinstance(exc, openai.APIResponseValidationError):
+        return TransientError("malformed response")
+    return exc
+
+
+def _short(message: str, limit: int = 300) -> str:
+    message = " ".join(str(message).split())
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+class _OpenAIBackend:
+    def __init__(self, url: str, api_key: str, model: str, timeout: float):
+        import openai
+
+        self.url = url
+        self.model = model
+        # Local servers accept any key; the SDK insists on a non-empty one.
+        self._client = openai.AsyncOpenAI(base_url=url, api_key=api_key or "no-key", max_retries=0, timeout=timeout)
+
+    async def call(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        try:
+            return await self._request(prompt, sampling)
+        except Exception as exc:  # translated into our small error vocabulary
+            raise _translate_openai_error(exc, self.url) from None
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _sampling_kwargs(self, sampling: Sampling) -> dict:
+        kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+        if sampling.stop:
+            kwargs["stop"] = list(sampling.stop)
+        return kwargs
+
+
+def _usage(usage) -> tuple[int, int]:
+    if usage is None:
+        return 0, 0
+    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+
+
+class OpenAIChatBackend(_OpenAIBackend):
+    async def _request(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        response = await self._client.chat.completions.create(
+            model=self.model, messages=prompt, **self._sampling_kwargs(sampling)
+        )
+        if not response.choices:
+            raise TransientError("response without choices")
+        choice = response.choices[0]
+        return Completion(choice.message.content or "", choice.finish_reason or "", *_usage(response.usage))
+
+
+class OpenAICompletionBackend(_OpenAIBackend):
+    async def _request(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        if not isinstance(prompt, str):
+            raise EngineError("completion mode needs a text prompt (a .txt prompt file)")
+        response = await self._client.completions.create(
+            model=self.model, prompt=prompt, **self._sampling_kwargs(sampling)
+        )
+        if not response.choices:
+            raise TransientError("response without choices")
+        choice = response.choices[0]
+        return Completion(choice.text or "", choice.finish_reason or "", *_usage(response.usage))
+
+
+# ---------------------------------------------------------------- Cohere
+
+
+class CohereChatBackend:
+    def __init__(self, url: str, api_key: str, model: str, timeout: float):
+        import cohere
+
+        self.url = url
+        self.model = model
+        self._client = cohere.AsyncClientV2(
+            api_key=api_key or "no-key",
+            base_url=url.rstrip("/"),
+            timeout=timeout,
+            max_retries=0,
+            log_warning_experimental_features=False,
+        )
+
+    async def call(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        try:
+            response = await self._client.chat(
+                model=self.model,
+                messages=prompt,
+                temperature=sampling.temperature,
+                p=min(max(sampling.top_p, 0.01), 0.99),
+                max_tokens=sampling.max_tokens,
+                **({"stop_sequences": list(sampling.stop)} if sampling.stop else {}),
+            )
+        except Exception as exc:
+            raise self._translate(exc) from None
+        text = "".join(part.text for part in (response.message.content or []) if getattr(part, "text", None))
+        tokens = response.usage.tokens if response.usage and response.usage.tokens else None
+        prompt_tokens = int(tokens.input_tokens or 0) if tokens else 0
+        completion_tokens = int(tokens.output_tokens or 0) if tokens else 0
+        return Completion(text, str(response.finish_reason or ""), prompt_tokens, completion_tokens)
+
+    def _translate(self, exc: Exception) -> Exception:
+        import httpx
+        from cohere.core.api_error import ApiError
+
+        if isinstance(exc, httpx.TimeoutException):
+            return TransientError("timeout")
+        if isinstance(exc, (httpx.TransportError,)):
+            return TransientError("connection error")
+        if isinstance(exc, ApiError):
+            status = exc.status_code or 0
+            if status in RETRYABLE_STATUS:
+                return TransientError(f"HTTP {status}", _retry_after_seconds(exc.headers or {}))
+            if status in (401, 403):
+                return ServerUnreachable(f"the Cohere server at {self.url} rejected the API key (HTTP {status})")
+            return RequestRejected(f"the Cohere server at {self.url} refused the request (HTTP {status})")
+        if isinstance(exc, (ValueError, TypeError)):  # unparsable body
+            return TransientError("malformed response")
+        return exc
+
+    async def close(self) -> None:
+        client = getattr(self._client, "_client_wrapper", None)
+        httpx_client = getattr(getattr(client, "httpx_client", None), "httpx_client", None)
+        if httpx_client is not None:
+            await httpx_client.aclose()
+
+
+def make_backends(mode: str, completion_mode: bool, urls: Sequence[str], api_key: str, model: str, timeout: float) -> list:
+    if mode == "cohere":
+        backend_class = CohereChatBackend
+    elif completion_mode:
+        backend_class = OpenAICompletionBackend
+    else:
+        backend_class = OpenAIChatBackend
+    return [backend_class(url, api_key, model, timeout) for url in urls]
+
+
+def make_engine(config, model: str, limiter: RequestLimiter, stats: RequestStats) -> EngineWrapper:
+    """Build an engine for one model from the run's Config."""
+    backends = make_backends(
+        config.system.MODE, config.system.COMPLETION_MODE, config.base_urls, config.api_key, model, config.system.REQUEST_TIMEOUT
+    )
+    retry = RetryPolicy(max_seconds=config.system.MAX_RETRY_SECONDS)
+    return EngineWrapper(backends, limiter, retry, stats, model)

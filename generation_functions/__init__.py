@@ -1,0 +1,1 @@
+"""Pure helpers of the Verustoolkit pipeline, grouped by topic."""

@@ -1,0 +1,288 @@
+"""Cut documents into pieces small enough for one prompt, without breaking meaning.
+
+Rules (why each exists):
+- pieces hold at most ``chunk_size`` characters, so a prompt never overflows;
+- whole paragraphs are packed greedily, so each piece reads as connected text;
+- an oversize paragraph is split at sentence boundaries, then lines, then words,
+  never mid-word (only a single word longer than ``chunk_size`` is hard-cut);
+- a fenced code block or a markdown table stays whole where it fits, because
+  half a table or half a function is useless to a question writer;
+- whitespace is normalised outside code fences, but every word survives in order;
+- identical chunk texts are yielded once across documents (duplicate files,
+  repeated boilerplate would otherwise cost generation twice).
+
+The algorithm is linear: regexes run over whole segments in C, pieces are
+collected in lists and joined once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from generation_functions.documents import Document
+
+__all__ = ["Chunk", "split_text", "chunk_document", "chunk_documents", "normalize_whitespace"]
+
+# Opening fence (``` or ~~~, up to 3 spaces indented) up to the matching closing
+# fence line, or to the end of the text when it is never closed (CommonMark).
+_FENCE = re.compile(
+    r"^[ ]{0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n.*?(?:^[ ]{0,3}(?P=fence)[`~]*[ \t]*$|\Z)",
+    re.MULTILINE | re.DOTALL,
+)
+_LINE_BREAKS = re.compile(r"\r\n?")
+_TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.MULTILINE)
+_INNER_SPACE_RUN = re.compile(r"(?<=\S)(?:[^\S\n]{2,}|[^\S\n ])")  # runs, and lone tabs etc.
+_BLANK_LINES = re.compile(r"\n{3,}")
+_NON_SPACE = re.compile(r"\S")
+_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+# Where an oversize paragraph may be cut, coarsest first.  Each matches the
+# whitespace run at a boundary; the whitespace itself is dropped at a cut.
+_SENTENCE_GAP = re.compile(
+    r"(?<=[.!?…。])\s+"  # after sentence punctuation
+    r"|(?<=[.!?…。][\"')\]”’])\s+"  # ... or after punctuation and a closing quote/bracket
+    r"|\s*\n(?=[ \t]*(?:[-*+]\s|\d{1,3}[.)]\s|#{1,6}\s|\|))"  # before a list item, heading, table row
+)
+_LINE_GAP = re.compile(r"\n")
+
+_BLOCK_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of generation work: a piece of a document plus where it came from."""
+
+    text: str
+    source: str  # Document.path
+    textdetails: str  # Document.textdetails
+    index: int  # position of the chunk within its document, 0-based
+
+    @property
+    def key(self) -> str:
+        """sha256 hex of the text: identifies the unit of work across runs and files."""
+        return _text_key(self.text)
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+def _normalize_prose(segment: str) -> str:
+    """Collapse spaces inside lines, strip line ends, keep at most one blank line."""
+    segment = _TRAILING_SPACE.sub("", segment)
+    segment = _INNER_SPACE_RUN.sub(" ", segment)
+    return _BLANK_LINES.sub("\n\n", segment)
+
+
+def _normalize_fence(fence: str) -> str:
+    """Code keeps its spacing; only line-end spaces go (they carry no meaning)."""
+    return _TRAILING_SPACE.sub("", fence)
+
+
+def _segments(text: str) -> Iterator[tuple[bool, str]]:
+    """Yield (is_code_fence, normalised segment) in document order."""
+    text = _LINE_BREAKS.sub("\n", text)
+    if "```" not in text and "~~~" not in text:  # fast path: no fence can exist
+        yield False, _normalize_prose(text)
+        return
+    position = 0
+    for match in _FENCE.finditer(text):
+        if match.start() > position:
+            yield False, _normalize_prose(text[position : match.start()])
+        yield True, _normalize_fence(match.group(0))
+        position = match.end()
+    if position < len(text):
+        yield False, _normalize_prose(text[position:])
+
+
+def normalize_whitespace(text: str) -> str:
+    """The text as chunks see it: same words, tidy whitespace, code fences untouched."""
+    parts = []
+    for is_fence, segment in _segments(text):
+        segment = segment.strip("\n")
+        if segment.strip():
+            parts.append(segment)
+    return _BLOCK_SEPARATOR.join(parts)
+
+
+def _blocks(text: str) -> Iterator[tuple[bool, str]]:
+    """Yield (is_code_fence, block): paragraphs of prose and whole code fences."""
+    for is_fence, segment in _segments(text):
+        if is_fence:
+            block = segment.strip("\n")
+            if block.strip():
+                yield True, block
+            continue
+        for paragraph in segment.split(_BLOCK_SEPARATOR):
+            paragraph = paragraph.strip("\n")
+            if paragraph.strip():
+                yield False, paragraph
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _cut_at_words(text: str, limit: int) -> list[str]:
+    """Cut at the last whitespace that fits; hard-cut only a word longer than limit."""
+    pieces = []
+    start, end_of_text = 0, len(text)
+    while True:
+        first = _NON_SPACE.search(text, start)
+        if first is None:
+            break
+        start = first.start()
+        if end_of_text - start <= limit:
+            pieces.append(text[start:].rstrip())
+            break
+        window_end = start + limit
+        # A space right after the window still lets the window's words stay whole.
+        space = _LAST_SPACE.match(text, start, window_end + 1)
+        if space is not None and space.end() - 1 > start:
+            cut = space.end() - 1
+            pieces.append(text[start:cut].rstrip())
+        else:
+            cut = window_end
+            pieces.append(text[start:cut])
+        start = cut
+    return pieces
+
+
+def _split_by(text: str, gap: re.Pattern[str]) -> list[tuple[str, str]]:
+    """Split text at every match of gap; return (separator, piece) pairs.
+
+    The separator is what joins the piece back to the previous one: a newline
+    when the gap held one (keeps lists and code lines apart), else a space.
+    """
+    pieces: list[tuple[str, str]] = []
+    position, separator = 0, ""
+    for match in gap.finditer(text):
+        piece = text[position : match.start()]
+        if piece.strip():
+            pieces.append((separator, piece))
+        separator = "\n" if "\n" in match.group(0) else " "
+        position = match.end()
+    piece = text[position:]
+    if piece.strip():
+        pieces.append((separator, piece))
+    return pieces
+
+
+def _atoms_of_oversize(text: str, limit: int, gaps: tuple[re.Pattern[str], ...]) -> list[tuple[str, str]]:
+    """Break text into (separator, piece) atoms of at most limit chars, coarsest gaps first."""
+    if not gaps:
+        return [(" ", piece) for piece in _cut_at_words(text, limit)]
+    atoms: list[tuple[str, str]] = []
+    for separator, piece in _split_by(text, gaps[0]):
+        if len(piece) <= limit:
+            atoms.append((separator, piece))
+            continue
+        sub_atoms = _atoms_of_oversize(piece, limit, gaps[1:])
+        if sub_atoms:
+            atoms.append((separator, sub_atoms[0][1]))
+            atoms.extend(sub_atoms[1:])
+    return atoms
+
+
+def _is_table_line(line: str) -> bool:
+    return line.lstrip().startswith("|")
+
+
+def _table_runs(paragraph: str) -> list[tuple[bool, str]]:
+    """Group a paragraph's lines into runs of markdown-table rows and other lines."""
+    runs: list[tuple[bool, list[str]]] = []
+    for line in paragraph.split("\n"):
+        is_table = _is_table_line(line)
+        if runs and runs[-1][0] == is_table:
+            runs[-1][1].append(line)
+        else:
+            runs.append((is_table, [line]))
+    return [(is_table, "\n".join(lines)) for is_table, lines in runs]
+
+
+def _atoms_of_paragraph(paragraph: str, limit: int) -> list[tuple[str, str]]:
+    """Atoms of one oversize prose paragraph; a table inside it stays whole if it fits."""
+    if "|" not in paragraph:
+        return _atoms_of_oversize(paragraph, limit, (_SENTENCE_GAP, _LINE_GAP))
+    atoms: list[tuple[str, str]] = []
+    for is_table, run in _table_runs(paragraph):
+        if len(run) <= limit:
+            run_atoms = [("\n", run)]
+        elif is_table:
+            run_atoms = _atoms_of_oversize(run, limit, (_LINE_GAP,))
+        else:
+            run_atoms = _atoms_of_oversize(run, limit, (_SENTENCE_GAP, _LINE_GAP))
+        if run_atoms:
+            atoms.append(("\n", run_atoms[0][1]))
+            atoms.extend(run_atoms[1:])
+    return atoms
+
+
+def _atoms(text: str, limit: int) -> Iterator[tuple[str, str]]:
+    """Yield (separator, piece) atoms, each at most limit chars, in text order."""
+    for is_fence, block in _blocks(text):
+        if len(block) <= limit:
+            yield _BLOCK_SEPARATOR, block
+            continue
+        if is_fence:
+            atoms = _atoms_of_oversize(block, limit, (_LINE_GAP,))
+        else:
+            atoms = _atoms_of_paragraph(block, limit)
+        for position, (separator, piece) in enumerate(atoms):
+            yield (_BLOCK_SEPARATOR if position == 0 else separator), piece
+
+
+def split_text(text: str, chunk_size: int) -> list[str]:
+    """Split text into pieces of at most chunk_size characters (see module docstring)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    chunks: list[str] = []
+    current: list[str] = []
+    current_length = 0
+
+    def flush() -> None:
+        chunk = "".join(current).strip()
+        if chunk:
+            chunks.append(chunk)
+
+    for separator, piece in _atoms(text, chunk_size):
+        if current and current_length + len(separator) + len(piece) <= chunk_size:
+            current.append(separator)
+            current.append(piece)
+            current_length += len(separator) + len(piece)
+        else:
+            if current:
+                flush()
+            current = [piece]
+            current_length = len(piece)
+    if current:
+        flush()
+    return chunks
+
+
+def chunk_document(doc: Document, chunk_size: int) -> list[Chunk]:
+    """All chunks of one document, numbered in order (duplicates kept: see chunk_documents)."""
+    textdetails = doc.textdetails
+    return [
+        Chunk(text=text, source=doc.path, textdetails=textdetails, index=index)
+        for index, text in enumerate(split_text(doc.text, chunk_size))
+    ]
+
+
+def chunk_documents(docs: Iterable[Document], chunk_size: int) -> Iterator[Chunk]:
+    """Stream chunks of many documents; an already-seen chunk text is skipped (first wins).
+
+    Only 32-byte digests are remembered, so memory stays small on big corpora.
+    """
+    seen: set[bytes] = set()
+    for doc in docs:
+        for chunk in chunk_document(doc, chunk_size):
+            digest = hashlib.sha256(chunk.text.encode("utf-8")).digest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            yield chunk

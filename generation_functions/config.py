@@ -1,0 +1,212 @@
+"""config.yaml, parsed once into a typed, validated object.
+
+Unknown or misspelt keys, wrong types and out-of-range values are errors that
+name the key (as SECTION.KEY). Relative paths are taken from the folder that
+holds the config file, so a run does not depend on the current directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+
+from generation_functions.errors import ConfigError
+
+# Where an empty API.API_KEY is looked up, first match wins.
+API_KEY_ENV_VARS = {
+    "api": ("VERUSTOOLKIT_API_KEY", "OPENAI_API_KEY"),
+    "cohere": ("VERUSTOOLKIT_API_KEY", "COHERE_API_KEY", "CO_API_KEY"),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSection(_Section):
+    API_KEY: StrictStr = ""
+    BASE_URL: StrictStr | list[StrictStr] = "http://127.0.0.1:8080/v1"
+    LARGE_LOGICAL_MODEL: StrictStr = Field(min_length=1)
+    LOGICAL_MODEL: StrictStr = Field(min_length=1)
+
+    @field_validator("BASE_URL")
+    @classmethod
+    def _urls_look_like_urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("give at least one URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+
+class PathSection(_Section):
+    INPUT: StrictStr = "./raw_text_input"
+    OUTPUT: StrictStr = "./output"
+    DEFAULT_PROMPTS: StrictStr = "./prompts"
+    PROMPTS: StrictStr = "./prompts"
+
+
+class SystemSection(_Section):
+    CHUNK_SIZE: StrictInt = Field(default=1900, ge=200, le=1_000_000)
+    COMPLETION_MODE: StrictBool = False
+    CONCURRENCY_LIMIT: StrictInt = Field(default=50, ge=1, le=10_000)
+    DOUBLE_CHECK_COUNTER: StrictInt = Field(default=3, ge=1, le=100)
+    FINAL_ASSISTANT_PROMPT_NO_RAG: StrictStr = (
+        "You are a helpful AI assistant who knows the Verus project well. Answer questions about Verus accurately."
+    )
+    FINAL_ASSISTANT_PROMPT_RAG: StrictStr = (
+        "You are a helpful AI assistant who knows the Verus project well. "
+        "Use this information to answer the user's questions:\n\n{data}"
+    )
+    MODE: Literal["api", "cohere"] = "api"
+    STOP: StrictBool = True
+    SUBSET_SIZE: StrictInt = Field(default=20, ge=1)
+    USE_SUBSET: StrictBool = False
+    REQUEST_TIMEOUT: float = Field(default=180.0, gt=0, le=3600)
+    MAX_RETRY_SECONDS: float = Field(default=600.0, ge=0, le=86_400)
+
+
+class SkipSection(_Section):
+    QUESTION_CHECK: StrictBool = False
+
+
+class _Root(_Section):
+    API: ApiSection
+    PATH: PathSection = PathSection()
+    SYSTEM: SystemSection = SystemSection()
+    SKIP: SkipSection = SkipSection()
+
+
+class Config(BaseModel):
+    """The validated configuration with resolved paths and the effective API key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api: ApiSection
+    system: SystemSection
+    skip: SkipSection
+    input_dir: Path
+    output_dir: Path
+    default_prompts_dir: Path
+    prompts_dir: Path
+    api_key: str = Field(repr=False)
+
+    @property
+    def base_urls(self) -> list[str]:
+        url = self.api.BASE_URL
+        return [url] if isinstance(url, str) else list(url)
+
+    @property
+    def prompt_dirs(self) -> list[Path]:
+        """Override folder first, then the defaults (once if they are the same folder)."""
+        dirs = [self.prompts_dir]
+        if self.default_prompts_dir.resolve() != self.prompts_dir.resolve():
+            dirs.append(self.default_prompts_dir)
+        return dirs
+
+
+def load_config(path: Path | str, environ: Optional[dict[str, str]] = None) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    return config_from_dict(data, base_dir=path.resolve().parent, environ=environ, source=str(path))
+
+
+def config_from_dict(
+    data: Any,
+    base_dir: Path,
+    environ: Optional[dict[str, str]] = None,
+    source: str = "config",
+    check_input: bool = True,
+) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with the sections API, PATH, SYSTEM and SKIP")
+    try:
+        root = _Root.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + _describe(exc)) from None
+    environ = dict(os.environ) if environ is None else environ
+    config = Config(
+        api=root.API,
+        system=root.SYSTEM,
+        skip=root.SKIP,
+        input_dir=_resolve(base_dir, root.PATH.INPUT),
+        output_dir=_resolve(base_dir, root.PATH.OUTPUT),
+        default_prompts_dir=_resolve(base_dir, root.PATH.DEFAULT_PROMPTS),
+        prompts_dir=_resolve(base_dir, root.PATH.PROMPTS),
+        api_key=_effective_api_key(root.API.API_KEY, root.SYSTEM.MODE, environ),
+    )
+    _check_paths(config, source, check_input)
+    return config
+
+
+def _resolve(base_dir: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _effective_api_key(configured: str, mode: str, environ: dict[str, str]) -> str:
+    if configured.strip():
+        return configured.strip()
+    for name in API_KEY_ENV_VARS[mode]:
+        if environ.get(name, "").strip():
+            return environ[name].strip()
+    return ""
+
+
+def _check_paths(config: Config, source: str, check_input: bool) -> None:
+    if check_input and not config.input_dir.is_dir():
+        raise ConfigError(f"{source}: PATH.INPUT folder {config.input_dir} does not exist")
+    for key, folder in (("PATH.DEFAULT_PROMPTS", config.default_prompts_dir), ("PATH.PROMPTS", config.prompts_dir)):
+        if not folder.is_dir():
+            raise ConfigError(f"{source}: {key} folder {folder} does not exist")
+    if config.output_dir.exists() and not config.output_dir.is_dir():
+        raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} exists and is not a folder")
+
+
+_SECTION_MODELS = {"API": ApiSection, "PATH": PathSection, "SYSTEM": SystemSection, "SKIP": SkipSection}
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(_describe_one(error) for error in exc.errors())
+
+
+def _describe_one(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key} is not a known key" + _suggestion(loc)
+    if kind == "missing":
+        return f"{key} is required"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    if key == "API.API_KEY" or loc[-1:] == ["API_KEY"]:
+        shown = "(hidden)"
+    return f"{key} = {shown}: {error['msg']}"
+
+
+def _suggestion(loc: list[str]) -> str:
+    if len(loc) == 1:
+        candidates = list(_SECTION_MODELS)
+    elif loc[0] in _SECTION_MODELS:
+        candidates = list(_SECTION_MODELS[loc[0]].model_fields)
+    else:
+        return ""
+    close = difflib.get_close_matches(loc[-1].upper(), candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(candidates)})"

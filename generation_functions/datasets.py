@@ -1,0 +1,158 @@
+"""The dataset files a run writes into OUTPUT.
+
+Every file is assembled from the per-chunk result records in chunk order, so a
+run that was killed and resumed writes byte-identical datasets to one that ran
+straight through. Each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, TextIO
+
+PLAIN_QA = "plain_qa_list.jsonl"
+SHAREGPT_NO_RAG = "simplified_data_no_rag.jsonl"
+SHAREGPT_RAG = "simplified_data_rag.jsonl"
+MASTER_LIST = "master_list.jsonl"
+PRETRAINING_JSONL = "pretraining.jsonl"
+PRETRAINING_JSON = "pretraining.json"
+RUN_REPORT = "run_report.json"
+DATASET_FILES = (PLAIN_QA, SHAREGPT_NO_RAG, SHAREGPT_RAG, MASTER_LIST, PRETRAINING_JSONL, PRETRAINING_JSON)
+
+_SPEAKER_TO_SHAREGPT = {"User": "human", "AI Assistant": "gpt"}
+
+
+@contextmanager
+def atomic_text_file(path: Path) -> Iterator[TextIO]:
+    """Stream into a temporary file beside path; rename into place only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def jsonl_line(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def sharegpt_turns(turns: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Alternating human/gpt turns: a greeting before the first question is dropped
+    and runs of one speaker are merged, as chat templates require."""
+    result: list[dict[str, str]] = []
+    for speaker, message in turns:
+        role = _SPEAKER_TO_SHAREGPT[speaker]
+        if not result and role != "human":
+            continue
+        if result and result[-1]["from"] == role:
+            result[-1] = {"from": role, "value": result[-1]["value"] + "\n\n" + message}
+        else:
+            result.append({"from": role, "value": message})
+    if result and result[-1]["from"] == "human":
+        result.pop()  # an unanswered last question teaches nothing
+    return result
+
+
+def rag_system_prompt(template: str, chunk_text: str) -> str:
+    # Only {data} is replaced; any other brace in the prompt or chunk is literal.
+    return template.replace("{data}", chunk_text)
+
+
+def write_datasets(
+    output_dir: Path,
+    results: Iterable[dict],
+    no_rag_prompt: str,
+    rag_prompt: str,
+) -> dict[str, int]:
+    """Write the QA list, ShareGPT sets and master list; returns rows per file."""
+    counts = {PLAIN_QA: 0, SHAREGPT_NO_RAG: 0, SHAREGPT_RAG: 0, MASTER_LIST: 0}
+    with atomic_text_file(output_dir / PLAIN_QA) as qa, atomic_text_file(
+        output_dir / SHAREGPT_NO_RAG
+    ) as no_rag, atomic_text_file(output_dir / SHAREGPT_RAG) as rag, atomic_text_file(
+        output_dir / MASTER_LIST
+    ) as master:
+        for result in results:
+            for question, answer in result["pairs"]:
+                qa.write(jsonl_line(_qa_row(result, question, answer)))
+                counts[PLAIN_QA] += 1
+            conversation = result.get("conversation")
+            if not conversation:
+                continue
+            turns = sharegpt_turns([tuple(turn) for turn in conversation])
+            if not turns:
+                continue
+            no_rag.write(jsonl_line({"conversations": [{"from": "system", "value": no_rag_prompt}, *turns]}))
+            system = rag_system_prompt(rag_prompt, result["chunk"])
+            rag.write(jsonl_line({"conversations": [{"from": "system", "value": system}, *turns]}))
+            master.write(jsonl_line(_master_row(result, conversation)))
+            counts[SHAREGPT_NO_RAG] += 1
+            counts[SHAREGPT_RAG] += 1
+            counts[MASTER_LIST] += 1
+    return counts
+
+
+def _qa_row(result: dict, question: str, answer: str) -> dict:
+    return {
+        "question": question,
+        "answer": answer,
+        "source_filename": result["source"],
+        "chunk_index": result["chunk_index"],
+        "chunk": result["chunk"],
+    }
+
+
+def _master_row(result: dict, conversation: list) -> dict:
+    return {
+        "conversation": [{"speaker": speaker, "message": message} for speaker, message in conversation],
+        "qa_pairs": [{"question": q, "answer": a} for q, a in result["pairs"]],
+        "rag_context": result["chunk"],
+        "source_filename": result["source"],
+    }
+
+
+class PretrainingWriter:
+    """pretraining.jsonl (one {"text"} row per document, axolotl's completion type)
+    and pretraining.json ({"text": every document joined}), streamed document by
+    document so a large corpus is never held in memory at once."""
+
+    def __init__(self, output_dir: Path):
+        self._jsonl_cm = atomic_text_file(output_dir / PRETRAINING_JSONL)
+        self._json_cm = atomic_text_file(output_dir / PRETRAINING_JSON)
+        self._jsonl = self._jsonl_cm.__enter__()
+        self._json = self._json_cm.__enter__()
+        self._json.write('{"text": "')
+        self._first = True
+        self.documents = 0
+
+    def add(self, text: str) -> None:
+        self._jsonl.write(jsonl_line({"text": text}))
+        piece = text if self._first else "\n\n" + text
+        self._json.write(json.dumps(piece, ensure_ascii=False)[1:-1])
+        self._first = False
+        self.documents += 1
+
+    def close(self, ok: bool = True) -> None:
+        if ok:
+            self._json.write('"}\n')
+            self._jsonl_cm.__exit__(None, None, None)
+            self._json_cm.__exit__(None, None, None)
+        else:
+            error = RuntimeError("pretraining corpus abandoned")
+            for cm in (self._jsonl_cm, self._json_cm):
+                try:
+                    cm.__exit__(RuntimeError, error, None)
+                except RuntimeError:
+                    pass

@@ -1,0 +1,169 @@
+"""Turn the model's raw text for each pipeline step into typed values.
+
+Every parser is a pure function of the response text. When the text holds no
+usable answer it raises ParseError instead of guessing a default, so the caller
+can retry or drop the item knowingly.
+"""
+
+import re
+
+from generation_functions.errors import ParseError
+
+# Markers must open a line so that bold words inside an answer are never
+# mistaken for them. Tolerates `**QUESTION:**`, `**Question 2**:`, `### **ANSWER:**`.
+_QA_MARKER = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?\*\*[ \t]*(QUESTION|ANSWER)(?:[ \t]*#?\d+)?[ \t]*"
+    r"(?::[ \t]*\*\*|\*\*[ \t]*:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TURN_MARKER = re.compile(
+    r"^[ \t]*\*\*[ \t]*(User|AI[ \t]+Assistant)[ \t]*(?::[ \t]*\*\*|\*\*[ \t]*:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Whole words only: IRRELEVANT contains RELEVANT, INACCURATE contains ACCURATE.
+# `[\s*]+` lets bold sit between NOT and the word (`NOT **RELEVANT**`).
+_RELEVANCE_VERDICT = re.compile(r"\b(not[\s*]+|ir)?relevant\b", re.IGNORECASE)
+_ACCURACY_VERDICT = re.compile(r"\b(not[\s*]+|in)?accurate\b", re.IGNORECASE)
+_FINAL_JUDGMENT = re.compile(
+    r"final[ \t]+judge?ment[\s*:\-]*(pass|fail|reword)\b", re.IGNORECASE
+)
+_REWORDING_HEADING = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*question[ \t]+rewording[ \t]*\**[ \t]*:?[ \t]*\**[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_NONE_VALUES = frozenset({"none", "none."})
+_SPEAKERS = {"user": "User", "ai assistant": "AI Assistant"}
+
+
+def _normalize(text: str | None) -> str:
+    """Unify newlines so `^`/`$` anchors behave the same for Windows output."""
+    return (text or "").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _preview(text: str | None, limit: int = 60) -> str:
+    """A short quote of the output, so an error message shows what came back."""
+    flat = " ".join((text or "").split())
+    return repr(flat[:limit] + ("..." if len(flat) > limit else ""))
+
+
+def _segments(pattern: re.Pattern[str], text: str) -> list[tuple[str, str]]:
+    """Split text into (marker name, stripped body) pieces; preamble is ignored."""
+    matches = list(pattern.finditer(text))
+    bodies = []
+    for match, following in zip(matches, matches[1:] + [None]):
+        end = following.start() if following else len(text)
+        bodies.append((match.group(1), text[match.end():end].strip()))
+    return bodies
+
+
+def _is_blank(value: str) -> bool:
+    """Empty strings and the literal "None" mean the model had nothing to say."""
+    return not value or value.casefold() in _NONE_VALUES
+
+
+def _pair_blocks(text: str) -> list[tuple[str, str]]:
+    """Pair each QUESTION with the ANSWER right after it; orphans are dropped."""
+    pairs: list[tuple[str, str]] = []
+    question: str | None = None
+    for marker, body in _segments(_QA_MARKER, text):
+        if marker.upper() == "QUESTION":
+            question = body
+        elif question is not None:
+            if not (_is_blank(question) or _is_blank(body)):
+                pairs.append((question, body))
+            question = None
+    return pairs
+
+
+def parse_question_generation(text: str) -> list[tuple[str, str]]:
+    """All usable (question, answer) pairs, in the order the model wrote them."""
+    pairs = _pair_blocks(_normalize(text))
+    if not pairs:
+        raise ParseError(f"no QUESTION/ANSWER pair in model output {_preview(text)}")
+    return pairs
+
+
+def format_question_answer_list(pairs: list[tuple[str, str]]) -> str:
+    """Render pairs exactly as the conversation prompt expects them.
+
+    Uses the same markers parse_question_generation reads, so the two round-trip.
+    """
+    blocks = (f"**QUESTION:**\n{q}\n\n**ANSWER:**\n{a}\n\n\n" for q, a in pairs)
+    return "".join(blocks).rstrip()
+
+
+def _last_verdict(pattern: re.Pattern[str], text: str, what: str) -> bool:
+    """True for the positive word, False for a negated one.
+
+    The verdict is the last one written in capitals (the prompts ask for the
+    verdict word in capitals; reasoning uses lower case on the way), or else one
+    on the last line. A lower-case "relevant" in the middle of reasoning that was
+    cut off is not a verdict: guessing there would let unchecked pairs through.
+    """
+    normalized = _normalize(text)
+    shouted = [m for m in pattern.finditer(normalized) if _is_capitals(m.group(0)[len(m.group(1) or ""):])]
+    if shouted:
+        return shouted[-1].group(1) is None
+    lines = [line for line in normalized.splitlines() if line.strip()]
+    last_line = [m for m in pattern.finditer(lines[-1])] if lines else []
+    if last_line:
+        return last_line[-1].group(1) is None
+    raise ParseError(f"no {what} verdict in model output {_preview(text)}")
+
+
+def _is_capitals(word: str) -> bool:
+    letters = [c for c in word if c.isalpha()]
+    return bool(letters) and all(c.isupper() for c in letters)
+
+
+def parse_question_check(text: str) -> bool:
+    """True when the final verdict is RELEVANT (not IRRELEVANT / NOT RELEVANT)."""
+    return _last_verdict(_RELEVANCE_VERDICT, text, "RELEVANT/IRRELEVANT")
+
+
+def parse_answer_check(text: str) -> bool:
+    """True when the final verdict is ACCURATE (not INACCURATE / NOT ACCURATE)."""
+    return _last_verdict(_ACCURACY_VERDICT, text, "ACCURATE/INACCURATE")
+
+
+def _rewording(text: str, judgment_end: int) -> tuple[str, str]:
+    """The reworded pair: after the last rewording heading if there is one,
+    else anywhere after the judgment (never the pair quoted in the reasoning)."""
+    headings = list(_REWORDING_HEADING.finditer(text))
+    start = headings[-1].end() if headings else judgment_end
+    pairs = _pair_blocks(text[start:])
+    if not pairs:
+        raise ParseError(f"REWORD judgment without a parsable rewording {_preview(text)}")
+    return pairs[0]
+
+
+def parse_context_repair(text: str) -> tuple[str, tuple[str, str] | None]:
+    """("pass" | "fail", None) or ("reword", (question, answer)) from the last
+    "Final judgment" line of the output."""
+    normalized = _normalize(text)
+    judgments = list(_FINAL_JUDGMENT.finditer(normalized))
+    if not judgments:
+        raise ParseError(f"no final judgment in model output {_preview(text)}")
+    last = judgments[-1]
+    verdict = last.group(1).lower()
+    if verdict == "reword":
+        return verdict, _rewording(normalized, last.end())
+    return verdict, None
+
+
+def parse_conversation(text: str) -> list[tuple[str, str]]:
+    """(speaker, message) turns with speakers "User" / "AI Assistant".
+
+    Same-speaker runs are kept as they are; merging them is the caller's call.
+    """
+    turns = [
+        (_SPEAKERS[" ".join(name.lower().split())], body)
+        for name, body in _segments(_TURN_MARKER, _normalize(text))
+        if body
+    ]
+    speakers = {speaker for speaker, _ in turns}
+    if speakers != set(_SPEAKERS.values()):
+        raise ParseError(
+            f"conversation needs a User turn and an AI Assistant turn {_preview(text)}"
+        )
+    return turns

@@ -1,0 +1,108 @@
+"""Counts of what each stage kept and tossed, per stage and per source file.
+
+The report is written to OUTPUT/run_report.json and summarised for a person at
+the end of a run. Reasons are short categories ("voted irrelevant", "tie") so
+that they can be counted; the full reason and raw model output of every tossed
+pair are kept in the per-chunk result files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+# Funnel stages, in order.
+STAGES = (
+    "chunks",
+    "question_generation",
+    "question_check",
+    "answer_check",
+    "context_repair",
+    "conversation",
+)
+
+
+@dataclass
+class StageCounts:
+    kept: int = 0
+    tossed: Counter = field(default_factory=Counter)
+    extra: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kept": self.kept, "tossed": sum(self.tossed.values())}
+        if self.tossed:
+            data["tossed_reasons"] = dict(sorted(self.tossed.items()))
+        data.update(sorted(self.extra.items()))
+        return data
+
+
+class RunReport:
+    def __init__(self) -> None:
+        self.stages: dict[str, StageCounts] = {stage: StageCounts() for stage in STAGES}
+        self.by_source: dict[str, dict[str, StageCounts]] = defaultdict(lambda: {s: StageCounts() for s in STAGES})
+        self.skipped_files: list[dict[str, str]] = []
+        self.documents = 0
+        self.duplicate_chunks = 0
+
+    def keep(self, stage: str, source: str, count: int = 1) -> None:
+        self.stages[stage].kept += count
+        self.by_source[source][stage].kept += count
+
+    def toss(self, stage: str, source: str, reason: str) -> None:
+        self.stages[stage].tossed[reason] += 1
+        self.by_source[source][stage].tossed[reason] += 1
+
+    def note(self, stage: str, what: str, count: int = 1) -> None:
+        self.stages[stage].extra[what] += count
+
+    def funnel(self) -> dict[str, int]:
+        return {
+            "chunks": self.stages["chunks"].kept,
+            "pairs_generated": self.stages["question_generation"].kept,
+            "passed_checks": self.stages["answer_check"].kept,
+            "after_repair": self.stages["context_repair"].kept,
+            "conversations": self.stages["conversation"].kept,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "funnel": self.funnel(),
+            "documents": self.documents,
+            "skipped_files": self.skipped_files,
+            "duplicate_chunks_skipped": self.duplicate_chunks,
+            "stages": {name: counts.as_dict() for name, counts in self.stages.items()},
+            "by_source": {
+                source: {name: counts.as_dict() for name, counts in stages.items()}
+                for source, stages in sorted(self.by_source.items())
+            },
+        }
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """A few lines a person can read at the end of a run."""
+    funnel = report["funnel"]
+    lines = [
+        "Run summary",
+        f"  documents read: {report['documents']}  (skipped: {len(report['skipped_files'])})",
+        f"  chunks: {funnel['chunks']}  ->  pairs generated: {funnel['pairs_generated']}  ->  passed checks: "
+        f"{funnel['passed_checks']}  ->  after repair: {funnel['after_repair']}  ->  conversations: "
+        f"{funnel['conversations']}",
+    ]
+    for name, stage in report["stages"].items():
+        reasons = stage.get("tossed_reasons")
+        if reasons:
+            shown = ", ".join(f"{reason}: {count}" for reason, count in reasons.items())
+            lines.append(f"  {name} tossed {stage['tossed']} ({shown})")
+    requests = report.get("requests", {})
+    if requests:
+        lines.append(
+            f"  requests: {requests.get('made', 0)} made, {requests.get('reused', 0)} reused from earlier runs, "
+            f"{requests.get('retries', 0)} retried; tokens: {requests.get('prompt_tokens', 0)} prompt + "
+            f"{requests.get('completion_tokens', 0)} completion"
+        )
+    if "wall_seconds" in report:
+        lines.append(f"  wall time: {report['wall_seconds']:.1f}s")
+    if report.get("outputs"):
+        lines.append(f"  datasets written to {report['output_dir']}")
+    return "\n".join(lines)

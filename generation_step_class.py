@@ -1,0 +1,98 @@
+"""GenerationStep: one kind of model call (prompt, sampling, output processor, retries).
+
+A step is built once per run. Calling it renders the prompt with the given
+placeholder values, asks the model (or reuses a stored answer for exactly the
+same call), and parses the answer. Output that cannot be parsed is retried with
+a fresh request up to `retries` more times; every attempt is stored, so a rerun
+replays them without paying again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Mapping, TypeVar
+
+from engine_wrapper_class import Completion, EngineWrapper, Prompt, Sampling
+from generation_functions.errors import ParseError, RequestRejected
+from generation_functions.prompts import render
+from generation_functions.store import CallStore, work_key
+
+log = logging.getLogger("verustoolkit")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepOutcome(Generic[T]):
+    """The parsed value, or None with the reason and the last raw output kept."""
+
+    value: T | None
+    reason: str = ""
+    raw_output: str = ""
+    requests_made: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class GenerationStep(Generic[T]):
+    prompt_name: str
+    processor: Callable[[str], T]
+    sampling: Sampling
+    retries: int = 2
+
+
+class BoundStep(Generic[T]):
+    """A GenerationStep tied to its loaded prompt, an engine and the call store."""
+
+    def __init__(self, step: GenerationStep[T], prompt: Prompt, engine: EngineWrapper, store: CallStore):
+        self.step = step
+        self.prompt = prompt
+        self.engine = engine
+        self.store = store
+
+    @property
+    def name(self) -> str:
+        return self.step.prompt_name
+
+    async def run(self, values: Mapping[str, str], slot: str = "0") -> StepOutcome[T]:
+        rendered = render(self.prompt, values)
+        last_output, reason, made = "", "", 0
+        for attempt in range(self.step.retries + 1):
+            key = work_key(self.name, self.engine.model, rendered, self.step.sampling.as_dict(), slot, attempt)
+            try:
+                completion, fresh = await self._complete(key, rendered)
+            except RequestRejected as exc:
+                return StepOutcome(None, f"request rejected: {exc}", last_output, made)
+            made += fresh
+            last_output = completion.text
+            try:
+                return StepOutcome(self.step.processor(completion.text), "", completion.text, made)
+            except ParseError as exc:
+                reason = f"unparsable output ({exc})"
+                if completion.finish_reason == "length":
+                    reason = "output cut off at max_tokens; " + reason
+                log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
+        return StepOutcome(None, reason, last_output, made)
+
+    async def _complete(self, key: str, rendered: Prompt) -> tuple[Completion, int]:
+        stored = self.store.load(self.name, key)
+        if stored is not None:
+            return Completion(stored["response"], stored.get("finish_reason", ""), 0, 0), 0
+        completion = await self.engine.generate(rendered, self.step.sampling)
+        self.store.save(self.name, key, _call_record(self.engine.model, rendered, self.step.sampling, completion))
+        return completion, 1
+
+
+def _call_record(model: str, prompt: Prompt, sampling: Sampling, completion: Completion) -> dict[str, Any]:
+    return {
+        "model": model,
+        "sampling": sampling.as_dict(),
+        "prompt": prompt,
+        "response": completion.text,
+        "finish_reason": completion.finish_reason,
+        "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+    }

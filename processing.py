@@ -1,0 +1,118 @@
+"""Verustoolkit: turn a folder of documents about Verus into LLM training data.
+
+    python processing.py                  # uses ./config.yaml
+    python processing.py --config FILE    # another config file
+
+Exit codes: 0 done; 1 the run stopped midway (rerun to resume); 2 bad config,
+prompts or input, or no usable model server (nothing was generated); 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
+STAGE_LABELS = {"chunks": "question generation", "pairs": "checking pairs", "conversations": "conversations"}
+
+log = logging.getLogger("verustoolkit")
+
+
+class TqdmProgress:
+    """One progress bar per stage; totals grow as chunks reveal how many pairs they hold."""
+
+    def __init__(self) -> None:
+        self.bars = {
+            stage: tqdm(total=0, desc=f"{label:>20}", unit=stage, position=i, leave=True, dynamic_ncols=True)
+            for i, (stage, label) in enumerate(STAGE_LABELS.items())
+        }
+
+    def grow(self, stage: str, amount: int) -> None:
+        bar = self.bars[stage]
+        bar.total += amount
+        bar.refresh()
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.bars[stage].update(amount)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines printed above the progress bars instead of through them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Turn a folder of documents into LLM training datasets.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: config.yaml)")
+    parser.add_argument("--verbose", action="store_true", help="log every retry and check failure")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
+    return parser.parse_args(argv)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    # Imported here so that `--help` and config errors stay fast.
+    from control_flow_functions import load_prompts, run_pipeline
+    from generation_functions.config import load_config
+    from generation_functions.errors import (
+        ConfigError,
+        EngineError,
+        InputError,
+        PromptError,
+        RunAborted,
+        ServerUnreachable,
+    )
+    from generation_functions.preflight import check_server
+    from generation_functions.report import summary_text
+
+    try:
+        config = load_config(args.config)
+        prompts = load_prompts(config)
+        asyncio.run(check_server(config))
+    except (ConfigError, PromptError, InputError, ServerUnreachable) as exc:
+        return fail(str(exc), 2)
+
+    progress = None if args.no_progress else TqdmProgress()
+    resume_hint = f"rerun `python processing.py --config {args.config}` to resume; finished work is kept"
+    try:
+        report = asyncio.run(run_pipeline(config, progress, prompts))
+    except KeyboardInterrupt:
+        return fail(f"interrupted. {resume_hint}.", 130)
+    except InputError as exc:
+        return fail(str(exc), 2)
+    except ServerUnreachable as exc:
+        return fail(f"{exc}\n{resume_hint}.", 2)
+    except (EngineError, RunAborted) as exc:
+        return fail(f"the run stopped: {exc}\n{resume_hint}.", 1)
+    print(summary_text(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,7 @@ CONVERSATION = "multi_turn_assistant_conversation"
 
 FAULTS = ("429", "500", "502", "503", "timeout", "drop", "empty", "truncated", "refusal", "noverdict")
 
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v2/chat"})
 _FENCE = re.compile(r'"""\n?(.*?)\n?"""', re.DOTALL)
 _QA = re.compile(r"\*\*QUESTION:\*\*\s*(.*?)\s*\*\*ANSWER:\*\*\s*(.*?)(?=\n\s*\*\*QUESTION:\*\*|\Z)", re.DOTALL)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -297,6 +298,9 @@ def _make_handler(server: FakeLLMServer):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length)
+            if self.path not in _ENDPOINTS:
+                self._send_json(404, {"error": {"message": f"no endpoint {self.path}"}})
+                return
             if not self._authorized():
                 self._send_json(401, {"error": {"message": "invalid api key"}})
                 return
@@ -318,6 +322,9 @@ def _make_handler(server: FakeLLMServer):
             if fault:
                 with server._lock:
                     server.faults_injected[fault] += 1
+            if fault == "400":
+                self._send_json(400, {"error": {"message": "injected 400: prompt too long"}})
+                return
             if fault in ("429", "500", "502", "503"):
                 headers = {"Retry-After": "0"} if fault == "429" else {}
                 self._send_json(int(fault), {"error": {"message": f"injected {fault}"}}, headers)

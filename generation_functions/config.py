@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 from generation_functions.errors import ConfigError
 
@@ -82,6 +82,12 @@ class _Root(_Section):
     PATH: PathSection = PathSection()
     SYSTEM: SystemSection = SystemSection()
     SKIP: SkipSection = SkipSection()
+
+    @model_validator(mode="after")
+    def _cohere_has_no_completion_mode(self) -> "_Root":
+        if self.SYSTEM.MODE == "cohere" and self.SYSTEM.COMPLETION_MODE:
+            raise ValueError("SYSTEM.COMPLETION_MODE must be false with SYSTEM.MODE cohere (Cohere serves chat only)")
+        return self
 
 
 class Config(BaseModel):
@@ -190,6 +196,8 @@ def _describe_one(error: dict[str, Any]) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "(top level)"
     kind = error["type"]
+    if not loc and kind == "value_error":
+        return str(error["ctx"]["error"])
     if kind == "extra_forbidden":
         return f"{key} is not a known key" + _suggestion(loc)
     if kind == "missing":

@@ -22,7 +22,7 @@ _STOPWORDS = frozenset(
 QUESTION_RECALL = 0.3  # share of the question's content words the user turn must carry (users rephrase)
 ANSWER_RECALL = 0.7  # share of the answer's content words its assistant turn must carry
 QUOTE_WORDS = 12  # this many consecutive words of another pair's answer count as quoting it
-PLEASANTRY_WORDS = 40  # an unmatched exchange this short is small talk, not new content
+SMALL_TALK_NEW_WORDS = 10  # an unmatched reply with at most this many new content words is small talk
 
 
 @dataclass(frozen=True)
@@ -75,22 +75,28 @@ def exchanges_of(turns: list[tuple[str, str]]) -> list[Exchange]:
 def check_conversation(turns: list[tuple[str, str]], pairs: list[tuple[str, str]]) -> str:
     """Empty string when the conversation is faithful to the pairs, else the reason."""
     exchanges = exchanges_of(turns)
+    known = set().union(*(content_words(q) | content_words(a) for q, a in pairs)) if pairs else set()
     position = 0
     for number, (question, answer) in enumerate(pairs, start=1):
         match = _find_pair(exchanges, position, question, answer)
         if match is None:
             return f"pair {number} ({_short(question)}) is not carried by a user turn and the reply after it"
         for skipped in exchanges[position:match]:
-            if len(words(skipped.assistant)) > PLEASANTRY_WORDS:
+            if not _is_small_talk(skipped.assistant, known):
                 return f"an exchange that belongs to no pair adds unvetted content ({_short(skipped.user)})"
         quoted = _quotes_other_answer(exchanges[match].assistant, pairs, number - 1)
         if quoted:
             return f"the reply to pair {number} quotes the answer of pair {quoted} at length"
         position = match + 1
     for extra in exchanges[position:]:
-        if len(words(extra.assistant)) > PLEASANTRY_WORDS:
+        if not _is_small_talk(extra.assistant, known):
             return f"an exchange after the last pair adds unvetted content ({_short(extra.user)})"
     return ""
+
+
+def _is_small_talk(reply: str, known: set[str]) -> bool:
+    """Pleasantries are fine; a reply that brings its own facts is not."""
+    return len(content_words(reply) - known) <= SMALL_TALK_NEW_WORDS
 
 
 def _find_pair(exchanges: list[Exchange], start: int, question: str, answer: str) -> int | None:

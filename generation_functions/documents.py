@@ -66,7 +66,7 @@ _MARKDOWN_HEADING = re.compile(r"^[ ]{0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILI
 _SETEXT_HEADING = re.compile(r"^[ ]{0,3}(\S[^\n]*?)[ \t]*\n[ ]{0,3}(?:=+|-+|\*+|~+|\^+)[ \t]*$", re.MULTILINE)
 _WHITESPACE_RUN = re.compile(r"\s+")
 _BOMS: tuple[tuple[bytes, str], ...] = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xef\xbb\xbf", "utf-8"),
     (b"\xff\xfe\x00\x00", "utf-32-le"),
     (b"\x00\x00\xfe\xff", "utf-32-be"),
     (b"\xff\xfe", "utf-16-le"),
@@ -74,6 +74,10 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted or legacy (.doc) Office files
 _TEXT_CONTROL_CHARS = frozenset(b"\t\n\r\f\b\x1b")
+_WESTERN_SAMPLE_BYTES = 256 * 1024
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_LETTER = re.compile(r"[^\W\d_]")
+_WESTERN_PUNCTUATION = frozenset("\u00a0“”‘’‚„–—…€£•°©®™«»·§")
 
 
 def _stem(path: str) -> str:
@@ -111,7 +115,7 @@ def _decode(data: bytes) -> str:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
-                return data.decode(encoding)
+                return data[len(bom) :].decode(encoding)
             except UnicodeDecodeError as error:
                 raise _Skip(f"undecodable text ({encoding} BOM but invalid bytes)") from error
     try:
@@ -126,12 +130,52 @@ def _decode(data: bytes) -> str:
                 continue
             if "\x00" not in text[:_SNIFF_BYTES]:
                 return text
+    western = _decode_western(data)
+    if western is not None:
+        return western
+    return _decode_detected(data)
+
+
+def _decode_detected(data: bytes) -> str:
+    """charset-normalizer's guess, nudged towards Windows code pages.
+
+    Among near-equal guesses it often ranks rare ones (mac_cyrillic) first,
+    while real files are overwhelmingly cp125x.
+    """
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    if best is None:
+    results = list(from_bytes(data))
+    if not results:
         raise _Skip("binary file")
+    best = results[0]
+    for match in results:
+        close = match.chaos <= best.chaos + 0.05 and match.coherence >= best.coherence - 0.1
+        if close and match.encoding.startswith("cp125"):
+            best = match
+            break
     return str(best)
+
+
+def _decode_western(data: bytes) -> str | None:
+    """cp1252 (the usual "Latin-1") when it yields plausible Western text, else None.
+
+    charset-normalizer often misnames short Western texts (cp1250, cp1257...),
+    turning "è" into "č".  Correctly decoded Western text has few non-ASCII
+    characters and they are letters or typographic marks; Cyrillic or Greek
+    read as cp1252 is mostly non-ASCII letters, Central European shows symbols.
+    """
+    sample = data[:_WESTERN_SAMPLE_BYTES].decode("cp1252", errors="replace")
+    non_ascii = _NON_ASCII.findall(sample)
+    if not all(char.isalpha() or char in _WESTERN_PUNCTUATION for char in non_ascii):
+        return None  # includes U+FFFD: a byte cp1252 leaves undefined
+    letters = len(_LETTER.findall(sample))
+    non_ascii_letters = sum(1 for char in non_ascii if char.isalpha())
+    if not letters or non_ascii_letters / letters > 0.3:
+        return None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -282,7 +326,7 @@ class _HtmlTextWriter:
         if name in _HTML_HEADINGS:
             return f"{_BLOCK_MARK}{'#' * _HTML_HEADINGS[name]} ", _BLOCK_MARK
         if name == "li":
-            return f"{_LINE_MARK}- ", _LINE_MARK
+            return f"{_LINE_MARK}- ", ""
         if name in _HTML_BLOCK_TAGS:
             return _BLOCK_MARK, _BLOCK_MARK
         return "", ""

@@ -1,0 +1,153 @@
+"""config.yaml: typed parsing, and a catalogue of mistakes that stop the run with exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generation_functions.config import ConfigError, config_from_dict, load_config
+from tests.conftest import REPO, run_processing, write_config
+
+
+def base(tmp_path: Path) -> dict:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return {
+        "API": {"API_KEY": "", "BASE_URL": "http://127.0.0.1:9/v1", "LARGE_LOGICAL_MODEL": "l", "LOGICAL_MODEL": "s"},
+        "PATH": {"INPUT": "in", "OUTPUT": "out", "DEFAULT_PROMPTS": str(REPO / "prompts"), "PROMPTS": str(REPO / "prompts")},
+        "SYSTEM": {"CHUNK_SIZE": 1900, "MODE": "api"},
+        "SKIP": {"QUESTION_CHECK": False},
+    }
+
+
+def test_the_shipped_config_parses():
+    config = load_config(REPO / "config.yaml")
+    assert config.system.DOUBLE_CHECK_COUNTER >= 1
+    assert config.input_dir == (REPO / "raw_text_input").resolve()
+    assert config.prompt_dirs == [(REPO / "prompts").resolve()]
+
+
+def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
+    config = config_from_dict(base(tmp_path), base_dir=tmp_path)
+    assert config.input_dir == tmp_path / "in"
+    assert config.output_dir == tmp_path / "out"
+
+
+def test_override_folder_comes_before_the_defaults(tmp_path):
+    data = base(tmp_path)
+    (tmp_path / "override").mkdir()
+    data["PATH"]["PROMPTS"] = "override"
+    config = config_from_dict(data, base_dir=tmp_path)
+    assert config.prompt_dirs == [tmp_path / "override", (REPO / "prompts").resolve()]
+
+
+def test_empty_key_falls_back_to_the_environment(tmp_path):
+    config = config_from_dict(base(tmp_path), base_dir=tmp_path, environ={"OPENAI_API_KEY": "from-env"})
+    assert config.api_key == "from-env"
+    cohere = base(tmp_path)
+    cohere["SYSTEM"]["MODE"] = "cohere"
+    config = config_from_dict(cohere, base_dir=tmp_path, environ={"COHERE_API_KEY": "co-key", "OPENAI_API_KEY": "x"})
+    assert config.api_key == "co-key"
+    assert "co-key" not in repr(config)
+
+
+def test_base_url_may_list_replicas(tmp_path):
+    data = base(tmp_path)
+    data["API"]["BASE_URL"] = ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"]
+    assert len(config_from_dict(data, base_dir=tmp_path).base_urls) == 2
+
+
+def _set(data, dotted, value):
+    section, key = dotted.split(".")
+    data[section][key] = value
+
+
+def _drop(data, dotted):
+    section, key = dotted.split(".")
+    del data[section][key]
+
+
+# (how to break the config, text the message must contain)
+MISTAKES = [
+    (lambda d: _set(d, "SYSTEM.CHUNK_SZE", 100), "SYSTEM.CHUNK_SZE is not a known key (did you mean CHUNK_SIZE?)"),
+    (lambda d: _set(d, "API.BASE_ULR", "http://x"), "API.BASE_ULR is not a known key (did you mean BASE_URL?)"),
+    (lambda d: d.update(SYSTEMS={}), "SYSTEMS is not a known key (did you mean SYSTEM?)"),
+    (lambda d: _set(d, "SYSTEM.CHUNK_SIZE", "big"), "SYSTEM.CHUNK_SIZE"),
+    (lambda d: _set(d, "SYSTEM.CHUNK_SIZE", -5), "SYSTEM.CHUNK_SIZE"),
+    (lambda d: _set(d, "SYSTEM.CHUNK_SIZE", 10), "SYSTEM.CHUNK_SIZE"),
+    (lambda d: _set(d, "SYSTEM.CONCURRENCY_LIMIT", 0), "SYSTEM.CONCURRENCY_LIMIT"),
+    (lambda d: _set(d, "SYSTEM.CONCURRENCY_LIMIT", 2.5), "SYSTEM.CONCURRENCY_LIMIT"),
+    (lambda d: _set(d, "SYSTEM.DOUBLE_CHECK_COUNTER", -1), "SYSTEM.DOUBLE_CHECK_COUNTER"),
+    (lambda d: _set(d, "SYSTEM.DOUBLE_CHECK_COUNTER", "three"), "SYSTEM.DOUBLE_CHECK_COUNTER"),
+    (lambda d: _set(d, "SYSTEM.MODE", "anthropic"), "SYSTEM.MODE"),
+    (lambda d: _set(d, "SYSTEM.COMPLETION_MODE", "yes"), "SYSTEM.COMPLETION_MODE"),
+    (lambda d: _set(d, "SYSTEM.STOP", 1), "SYSTEM.STOP"),
+    (lambda d: _set(d, "SYSTEM.USE_SUBSET", "true"), "SYSTEM.USE_SUBSET"),
+    (lambda d: _set(d, "SYSTEM.SUBSET_SIZE", 0), "SYSTEM.SUBSET_SIZE"),
+    (lambda d: _set(d, "SKIP.QUESTION_CHECK", "no"), "SKIP.QUESTION_CHECK"),
+    (lambda d: _set(d, "SKIP.ANSWER_CHECK", True), "SKIP.ANSWER_CHECK is not a known key"),
+    (lambda d: _drop(d, "API.LOGICAL_MODEL"), "API.LOGICAL_MODEL is required"),
+    (lambda d: _set(d, "API.LARGE_LOGICAL_MODEL", ""), "API.LARGE_LOGICAL_MODEL"),
+    (lambda d: _set(d, "API.BASE_URL", "localhost:8080"), "API.BASE_URL"),
+    (lambda d: _set(d, "API.BASE_URL", []), "API.BASE_URL"),
+    (lambda d: _set(d, "PATH.INPUT", "missing-folder"), "PATH.INPUT folder"),
+    (lambda d: _set(d, "PATH.PROMPTS", "no-such-prompts"), "PATH.PROMPTS folder"),
+    (lambda d: _set(d, "PATH.DEFAULT_PROMPTS", "nowhere"), "PATH.DEFAULT_PROMPTS folder"),
+    (lambda d: _set(d, "SYSTEM.FINAL_ASSISTANT_PROMPT_RAG", ["a"]), "SYSTEM.FINAL_ASSISTANT_PROMPT_RAG"),
+    (lambda d: _set(d, "SYSTEM.MAX_RETRY_SECONDS", -1), "SYSTEM.MAX_RETRY_SECONDS"),
+    (lambda d: (_set(d, "SYSTEM.MODE", "cohere"), _set(d, "SYSTEM.COMPLETION_MODE", True)), "SYSTEM.COMPLETION_MODE"),
+]
+
+
+@pytest.mark.parametrize("breaker,message", MISTAKES, ids=[m for _, m in MISTAKES])
+def test_mistakes_name_the_key(tmp_path, breaker, message):
+    data = base(tmp_path)
+    breaker(data)
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, base_dir=tmp_path)
+    assert message in str(info.value)
+
+
+def test_secret_values_are_not_echoed(tmp_path):
+    data = base(tmp_path)
+    data["API"]["API_KEY"] = ["sk-secret-value"]
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, base_dir=tmp_path)
+    assert "sk-secret-value" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("API: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("", "expected a mapping"),
+    ],
+)
+def test_unreadable_config_files(tmp_path, content, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "breaker,message",
+    [MISTAKES[0], MISTAKES[4], MISTAKES[10], MISTAKES[21]],
+    ids=["misspelt", "negative", "unknown-mode", "missing-input"],
+)
+def test_processing_exits_2_without_traceback(tmp_path, breaker, message):
+    data = base(tmp_path)
+    breaker(data)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = run_processing(path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    result = run_processing(tmp_path / "nope.yaml")
+    assert result.returncode == 2 and "does not exist" in result.stderr

@@ -62,8 +62,8 @@ class _Skip(Exception):
 _SNIFF_BYTES = 8192
 _TITLE_SCAN_CHARS = 20_000
 _MAX_TITLE_CHARS = 200
-_MARKDOWN_HEADING = re.compile(r"^[ ]{0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
-_SETEXT_HEADING = re.compile(r"^[ ]{0,3}(\S[^\n]*?)[ \t]*\n[ ]{0,3}(?:=+|-+|\*+|~+|\^+)[ \t]*$", re.MULTILINE)
+_MARKDOWN_HEADING = re.compile(r"#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t#]*")
+_UNDERLINE = re.compile(r"(?:=+|-+|\*+|~+|\^+)")
 _WHITESPACE_RUN = re.compile(r"\s+")
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (b"\xef\xbb\xbf", "utf-8"),
@@ -73,7 +73,8 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (b"\xfe\xff", "utf-16-be"),
 )
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted or legacy (.doc) Office files
-_TEXT_CONTROL_CHARS = frozenset(b"\t\n\r\f\b\x1b")
+# Bytes that are not suspicious in text: everything but the C0 controls text never uses.
+_NOT_CONTROL_BYTES = bytes(byte for byte in range(256) if byte >= 32 or byte in b"\t\n\r\f\b\x1b")
 _WESTERN_SAMPLE_BYTES = 256 * 1024
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -98,7 +99,7 @@ def _looks_binary(sample: bytes) -> bool:
         return False
     if b"\x00" in sample:
         return not _looks_like_utf16_without_bom(sample)
-    controls = sum(1 for byte in sample if byte < 32 and byte not in _TEXT_CONTROL_CHARS)
+    controls = len(sample.translate(None, _NOT_CONTROL_BYTES))  # C-level count
     return controls / len(sample) > 0.05
 
 
@@ -196,14 +197,24 @@ def _read_text(path: Path) -> str:
 
 
 def _heading_title(text: str) -> str | None:
-    """First markdown (# Title) or underlined (Title / =====) heading near the start."""
-    head = text[:_TITLE_SCAN_CHARS]
-    found = [m for m in (_MARKDOWN_HEADING.search(head), _SETEXT_HEADING.search(head)) if m]
-    if not found:
-        return None
-    first = min(found, key=lambda match: match.start())
-    title = _one_line(first.group(1))
-    return title or None
+    """First markdown (# Title) or underlined (Title / =====) heading near the start.
+
+    Line by line: multiline regexes anchored with ^ scan slowly over big files.
+    """
+    lines = text[:_TITLE_SCAN_CHARS].split("\n")
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or len(line) - len(line.lstrip(" ")) > 3:
+            continue
+        heading = _MARKDOWN_HEADING.fullmatch(stripped) if stripped.startswith("#") else None
+        if heading is None and number + 1 < len(lines) and _UNDERLINE.fullmatch(lines[number + 1].strip()):
+            if not _UNDERLINE.fullmatch(stripped) and any(char.isalnum() for char in stripped):
+                heading = re.match(r"(.*)", stripped)
+        if heading is not None:
+            title = _one_line(heading.group(1))
+            if title:
+                return title
+    return None
 
 
 # --------------------------------------------------------------------------- plain text

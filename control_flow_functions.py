@@ -28,7 +28,7 @@ from generation_functions.documents import Document, SkippedFile, iter_documents
 from generation_functions.errors import InputError, RunAborted
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
-from generation_functions.store import CallStore, atomic_write_json, read_json
+from generation_functions.store import BackgroundWriter, CallStore, atomic_write_json, read_json
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 log = logging.getLogger("verustoolkit")
@@ -79,6 +79,7 @@ class RunContext:
     report: RunReport
     output_dir: Path
     progress: "ProgressSink"
+    writer: BackgroundWriter
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         ctx.report.toss("question_generation", chunk.source, "no usable questions")
         result["failure"] = {"stage": "question_generation", "reason": outcome.reason, "raw_output": outcome.raw_output}
         ctx.progress.advance("chunks")
-        return _save_result(ctx, result)
+        return await _save_result(ctx, result)
     raw_pairs = outcome.value
     result["raw_pairs"] = [list(p) for p in raw_pairs]
     ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
@@ -241,7 +242,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
             ctx.report.toss("conversation", chunk.source, _conversation_category(conversation["reason"]))
             result["failure"] = {"stage": "conversation", "reason": conversation["reason"]}
         ctx.progress.advance("conversations")
-    return _save_result(ctx, result)
+    return await _save_result(ctx, result)
 
 
 def _conversation_category(reason: str) -> str:
@@ -250,8 +251,8 @@ def _conversation_category(reason: str) -> str:
     return "failed the conversation check"
 
 
-def _save_result(ctx: RunContext, result: dict) -> dict:
-    atomic_write_json(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
+async def _save_result(ctx: RunContext, result: dict) -> dict:
+    await ctx.writer.write_json(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
     return result
 
 
@@ -345,12 +346,13 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     large = make_engine(config, config.api.LARGE_LOGICAL_MODEL, limiter, stats) if (
         config.api.LARGE_LOGICAL_MODEL != config.api.LOGICAL_MODEL
     ) else logical
-    store = CallStore(output_dir)
+    writer = BackgroundWriter()
+    store = CallStore(output_dir, writer)
     steps = {
         name: BoundStep(step, prompts[name], large if name == CONVERSATION else logical, store)
         for name, step in build_steps(config.system.STOP).items()
     }
-    ctx = RunContext(config, steps, report, output_dir, progress)
+    ctx = RunContext(config, steps, report, output_dir, progress, writer)
     index = ChunkIndex()
     pretraining = PretrainingWriter(output_dir)
     finished = False
@@ -361,6 +363,7 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     finally:
         pretraining.close(ok=finished)
         progress.close()
+        writer.close()
         for engine in {id(logical): logical, id(large): large}.values():
             await engine.close()
     if not index.keys:
@@ -381,5 +384,5 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     data["outputs"] = counts
     data["output_dir"] = str(output_dir)
     data["wall_seconds"] = round(time.monotonic() - started, 3)
-    atomic_write_json(output_dir / RUN_REPORT, data)
+    atomic_write_json(output_dir / RUN_REPORT, data, durable=True)
     return data

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence, Union
 
+import orjson
+
 from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
 
 log = logging.getLogger("verustoolkit")
@@ -228,85 +230,124 @@ def _retry_after_seconds(headers) -> Optional[float]:
         return None
 
 
-def _translate_openai_error(exc: Exception, url: str) -> Exception:
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientError("timeout")
-    if isinstance(exc, openai.APIConnectionError):
-        return TransientError("connection error")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status in RETRYABLE_STATUS:
-            return TransientError(f"HTTP {status}", _retry_after_seconds(exc.response.headers))
-        if status in (401, 403):
-            return ServerUnreachable(f"the server at {url} rejected the API key (HTTP {status})")
-        return RequestRejected(f"the server at {url} refused the request (HTTP {status}): {_short(exc.message)}")
-    if isinstance(exc, openai.APIResponseValidationError):
-        return TransientError("malformed response")
-    return exc
-
-
 def _short(message: str, limit: int = 300) -> str:
     message = " ".join(str(message).split())
     return message if len(message) <= limit else message[:limit] + "..."
 
 
-class _OpenAIBackend:
-    def __init__(self, url: str, api_key: str, model: str, timeout: float):
-        import openai
+def _error_message(raw: bytes) -> str:
+    try:
+        error = orjson.loads(raw).get("error", {})
+        return _short(error.get("message", "") if isinstance(error, dict) else error)
+    except (ValueError, AttributeError):
+        return _short(raw.decode("utf-8", "replace"))
 
+
+class _OpenAIHTTPBackend:
+    """The OpenAI-compatible HTTP API, spoken directly over one aiohttp session.
+
+    A thin client on purpose: the SDK's request transformation costs tens of
+    milliseconds of CPU per request, which at 50 requests in flight would make
+    the client, not the model server, the bottleneck.
+    """
+
+    path = ""
+
+    def __init__(self, url: str, api_key: str, model: str, timeout: float):
         self.url = url
         self.model = model
-        # Local servers accept any key; the SDK insists on a non-empty one.
-        self._client = openai.AsyncOpenAI(base_url=url, api_key=api_key or "no-key", max_retries=0, timeout=timeout)
+        self._endpoint = url.rstrip("/") + self.path
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+        self._session = None
+
+    def _body(self, prompt: Prompt, sampling: Sampling) -> dict:
+        raise NotImplementedError
+
+    def _completion(self, choice: dict, usage: dict) -> Completion:
+        raise NotImplementedError
+
+    def _get_session(self):
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, force_close=False),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            )
+        return self._session
 
     async def call(self, prompt: Prompt, sampling: Sampling) -> Completion:
+        import aiohttp
+
+        body = orjson.dumps(self._body(prompt, sampling))
         try:
-            return await self._request(prompt, sampling)
-        except Exception as exc:  # translated into our small error vocabulary
-            raise _translate_openai_error(exc, self.url) from None
+            async with self._get_session().post(self._endpoint, data=body, headers=self._headers) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+        except asyncio.TimeoutError:
+            raise TransientError("timeout") from None
+        except aiohttp.ClientPayloadError:
+            raise TransientError("truncated response") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientResponseError, OSError):
+            raise TransientError("connection error") from None
+        if status != 200:
+            raise self._status_error(status, headers, raw)
+        try:
+            data = orjson.loads(raw)
+            choice = data["choices"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise TransientError("malformed response") from None
+        return self._completion(choice, data.get("usage") or {})
+
+    def _status_error(self, status: int, headers, raw: bytes) -> Exception:
+        if status in RETRYABLE_STATUS:
+            return TransientError(f"HTTP {status}", _retry_after_seconds(headers))
+        if status in (401, 403):
+            return ServerUnreachable(f"the server at {self.url} rejected the API key (HTTP {status})")
+        return RequestRejected(f"the server at {self.url} refused the request (HTTP {status}): {_error_message(raw)}")
+
+    def _sampling(self, sampling: Sampling) -> dict:
+        fields = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
+        if sampling.stop:
+            fields["stop"] = list(sampling.stop)
+        return fields
 
     async def close(self) -> None:
-        await self._client.close()
-
-    def _sampling_kwargs(self, sampling: Sampling) -> dict:
-        kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
-        if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)
-        return kwargs
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def _usage(usage) -> tuple[int, int]:
-    if usage is None:
-        return 0, 0
-    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+def _usage(usage: dict) -> tuple[int, int]:
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
-class OpenAIChatBackend(_OpenAIBackend):
-    async def _request(self, prompt: Prompt, sampling: Sampling) -> Completion:
+class OpenAIChatBackend(_OpenAIHTTPBackend):
+    path = "/chat/completions"
+
+    def _body(self, prompt: Prompt, sampling: Sampling) -> dict:
         if isinstance(prompt, str):
             prompt = [{"role": "user", "content": prompt}]
-        response = await self._client.chat.completions.create(
-            model=self.model, messages=prompt, **self._sampling_kwargs(sampling)
-        )
-        if not response.choices:
-            raise TransientError("response without choices")
-        choice = response.choices[0]
-        return Completion(choice.message.content or "", choice.finish_reason or "", *_usage(response.usage))
+        return {"model": self.model, "messages": prompt, **self._sampling(sampling)}
+
+    def _completion(self, choice: dict, usage: dict) -> Completion:
+        message = choice.get("message") or {}
+        return Completion(message.get("content") or "", choice.get("finish_reason") or "", *_usage(usage))
 
 
-class OpenAICompletionBackend(_OpenAIBackend):
-    async def _request(self, prompt: Prompt, sampling: Sampling) -> Completion:
+class OpenAICompletionBackend(_OpenAIHTTPBackend):
+    path = "/completions"
+
+    def _body(self, prompt: Prompt, sampling: Sampling) -> dict:
         if not isinstance(prompt, str):
             raise EngineError("completion mode needs a text prompt (a .txt prompt file)")
-        response = await self._client.completions.create(
-            model=self.model, prompt=prompt, **self._sampling_kwargs(sampling)
-        )
-        if not response.choices:
-            raise TransientError("response without choices")
-        choice = response.choices[0]
-        return Completion(choice.text or "", choice.finish_reason or "", *_usage(response.usage))
+        return {"model": self.model, "prompt": prompt, **self._sampling(sampling)}
+
+    def _completion(self, choice: dict, usage: dict) -> Completion:
+        return Completion(choice.get("text") or "", choice.get("finish_reason") or "", *_usage(usage))
 
 
 # ---------------------------------------------------------------- Cohere

@@ -83,7 +83,7 @@ class BoundStep(Generic[T]):
         if stored is not None:
             return Completion(stored["response"], stored.get("finish_reason", ""), 0, 0), 0
         completion = await self.engine.generate(rendered, self.step.sampling)
-        self.store.save(self.name, key, _call_record(self.engine.model, rendered, self.step.sampling, completion))
+        await self.store.save(self.name, key, _call_record(self.engine.model, rendered, self.step.sampling, completion))
         return completion, 1
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -45,7 +46,8 @@ def _sentence(rng: random.Random, accented: bool) -> str:
 def _paragraph(rng: random.Random, accented: bool) -> str:
     kind = rng.random()
     if kind < 0.08:
-        return "```bash\n" + "\n".join(f"verus -chain=VRSC {rng.choice(WORDS)} {n}" for n in range(rng.randint(2, 12))) + "\n```"
+        commands = "\n".join(f"verus -chain=VRSC {rng.choice(WORDS)} {n}" for n in range(rng.randint(2, 12)))
+        return f"```bash\n{commands}\n# ref\n```"
     if kind < 0.13:
         rows = [f"| {rng.choice(WORDS)} | {rng.randint(0, 999)} | {rng.choice(WORDS)} |" for _ in range(rng.randint(2, 10))]
         return "| name | value | note |\n|---|---|---|\n" + "\n".join(rows)
@@ -73,7 +75,10 @@ def generate_corpus(folder: Path, size_mb: int, seed: int = 7) -> int:
         parts = [f"# Document {number}"]
         length = 0
         while length < size:
-            paragraph = f"{rng.choice(pool)} (ref {number}-{len(parts)})"
+            # A unique reference keeps chunks distinct (chunk_documents drops repeats).
+            paragraph = rng.choice(pool).replace("# ref", f"# ref {number}-{len(parts)}", 1)
+            if not paragraph.endswith("```"):
+                paragraph += f" (ref {number}-{len(parts)})"
             parts.append(paragraph)
             length += len(paragraph) + 2
         data = "\n\n".join(parts).encode("utf-8")
@@ -107,40 +112,59 @@ def measure_read_and_chunk(folder: Path, chunk_size: int) -> dict[str, float]:
             else:
                 counts["skipped"] += 1
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for chunk in chunk_documents(documents(), chunk_size):
         counts["chunks"] += 1
         counts["max_chunk"] = max(counts["max_chunk"], len(chunk.text))
-    elapsed = time.perf_counter() - started
-    return {"bytes": _folder_bytes(folder), "seconds": elapsed, **counts}
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {"bytes": _folder_bytes(folder), "seconds": elapsed, "cpu_seconds": cpu, **counts}
 
 
 def measure_split_only(folder: Path, chunk_size: int) -> dict[str, float]:
     """split_text alone on the files' text (already in memory, one file at a time)."""
     from generation_functions.chunking import split_text
 
-    total_bytes, elapsed, chunks = 0, 0.0, 0
+    total_bytes, elapsed, cpu, chunks = 0, 0.0, 0.0, 0
     for path in sorted(folder.rglob("*")):
         if not path.is_file():
             continue
         text = path.read_text(encoding="utf-8")
         total_bytes += path.stat().st_size
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         chunks += len(split_text(text, chunk_size))
         elapsed += time.perf_counter() - started
-    return {"bytes": total_bytes, "seconds": elapsed, "chunks": chunks}
+        cpu += time.process_time() - cpu_started
+    return {"bytes": total_bytes, "seconds": elapsed, "cpu_seconds": cpu, "chunks": chunks}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    /proc's VmHWM starts afresh at exec; ru_maxrss (the fallback) can carry the
+    parent's peak over a fork+exec, which would inflate a child's figure.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(mode: str, folder: Path, chunk_size: int) -> None:
     sys.path.insert(0, str(REPO_ROOT))
     import logging
 
+    import generation_functions.chunking  # noqa: F401  (imports count in the baseline)
+    import generation_functions.documents  # noqa: F401
+
     logging.basicConfig(level=logging.ERROR)
-    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = peak_rss_mb()
     measure = measure_read_and_chunk if mode == "read+chunk" else measure_split_only
     result = measure(folder, chunk_size)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["baseline_rss_mb"] = baseline_kb / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["baseline_rss_mb"] = baseline
     print(json.dumps(result))
 
 
@@ -156,10 +180,12 @@ def run_in_subprocess(mode: str, folder: Path, chunk_size: int) -> dict[str, flo
 def report(label: str, mode: str, result: dict[str, float]) -> None:
     megabytes = result["bytes"] / 1e6
     rate = megabytes / result["seconds"] if result["seconds"] else float("inf")
+    cpu_rate = megabytes / result["cpu_seconds"] if result["cpu_seconds"] else float("inf")
     extra = ", ".join(f"{key}={int(result[key])}" for key in ("documents", "skipped", "chunks", "max_chunk") if key in result)
     print(
-        f"{label:<28} {mode:<11} {megabytes:8.1f} MB {result['seconds']:7.2f} s {rate:7.1f} MB/s "
-        f"peak {result['peak_rss_mb']:7.1f} MB (interpreter+imports {result['baseline_rss_mb']:.0f} MB)  {extra}"
+        f"{label:<20} {mode:<11} {megabytes:6.1f} MB  wall {result['seconds']:6.2f} s = {rate:5.1f} MB/s  "
+        f"cpu {result['cpu_seconds']:6.2f} s = {cpu_rate:5.1f} MB/s  "
+        f"peak RSS {result['peak_rss_mb']:6.1f} MB (after imports {result['baseline_rss_mb']:.0f} MB)  {extra}"
     )
 
 
@@ -174,7 +200,7 @@ def main() -> None:
         _child(args.child, args.folder, args.chunk_size)
         return
 
-    print(f"chunk size {args.chunk_size} characters; each line is a fresh subprocess")
+    print(f"chunk size {args.chunk_size} characters; each line is a fresh subprocess; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     if CORPUS.is_dir():
         report("verus_corpus", "read+chunk", run_in_subprocess("read+chunk", CORPUS, args.chunk_size))
     else:

@@ -11,8 +11,12 @@ Rules (why each exists):
 - identical chunk texts are yielded once across documents (duplicate files,
   repeated boilerplate would otherwise cost generation twice).
 
-The algorithm is linear: regexes run over whole segments in C, pieces are
-collected in lists and joined once.
+A fence that is never closed counts as plain text, so one stray ``` cannot
+turn the rest of a document into "code".
+
+The algorithm is linear and mostly C-level: fences are found with str.find,
+whitespace is tidied with literal-prefixed regexes and str methods, pieces
+are collected in lists and joined once (tens of MB/s on plain text).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from generation_functions.documents import Document
 
 __all__ = ["Chunk", "split_text", "chunk_document", "chunk_documents", "normalize_whitespace"]
 
-_LINE_BREAKS = re.compile(r"\r\n?")
+_LINE_BREAKS = re.compile(r"\r\n?|[\f\v]")  # CRLF, CR, form feeds (page breaks)
+_SPACE_RUN = re.compile(r"  [ ]*")  # literal prefix: the regex engine jumps between candidates
+_UNUSUAL_SPACES = "\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
 _BLANK_LINES = re.compile(r"\n\n\n+")  # starts with a literal: the regex engine scans fast
 _NON_SPACE = re.compile(r"\S")
 _LAST_SPACE = re.compile(r".*\s", re.DOTALL)
@@ -69,7 +75,7 @@ def _text_key(text: str) -> str:
 def _tidy_line(line: str) -> str:
     """Collapse whitespace runs inside a line and strip its end; keep its indentation."""
     stripped = line.strip()
-    if stripped == line and "  " not in line and "\t" not in line:
+    if stripped == line and "  " not in line and "\t" not in line and line.isascii():
         return line  # the common case, decided by C-level checks only
     if not stripped:
         return ""
@@ -77,14 +83,39 @@ def _tidy_line(line: str) -> str:
     return indentation + " ".join(stripped.split())
 
 
+def _collapse_space_run(match: re.Match[str]) -> str:
+    """A run of 2+ spaces: gone at a line end, kept as indentation, else one space."""
+    text, start, end = match.string, match.start(), match.end()
+    if end == len(text) or text[end] == "\n":
+        return ""
+    if start == 0 or text[start - 1] == "\n":
+        return match.group()
+    return " "
+
+
+def _has_unusual_space(segment: str) -> bool:
+    """Tabs, no-break or typographic spaces: they need the slower line-by-line pass."""
+    if "\t" in segment:
+        return True
+    return not segment.isascii() and any(char in segment for char in _UNUSUAL_SPACES)
+
+
 def _normalize_prose(segment: str) -> str:
     """Collapse spaces inside lines, strip line ends, keep at most one blank line.
 
-    Line by line with str methods: character-class regexes over the whole text
-    run at a few tens of MB/s, str.split/strip at hundreds.
+    Spaces-only text (the usual case) is handled with a literal-prefixed regex
+    and str.replace, ~100 MB/s; tabs and exotic spaces go line by line
+    (~40 MB/s); text with nothing to tidy costs only a few C-level scans.
     """
-    if "  " in segment or "\t" in segment or " \n" in segment or segment[-1:].isspace() or not segment.isascii():
+    if _has_unusual_space(segment):
         segment = "\n".join([_tidy_line(line) for line in segment.split("\n")])
+    else:
+        if "  " in segment:
+            segment = _SPACE_RUN.sub(_collapse_space_run, segment)
+        if " \n" in segment:
+            segment = segment.replace(" \n", "\n")
+        if segment.endswith(" "):
+            segment = segment.rstrip(" ")
     if "\n\n\n" in segment:
         segment = _BLANK_LINES.sub("\n\n", segment)
     return segment
@@ -138,11 +169,11 @@ class _FenceMarkers:
 
 
 def _find_closing_fence(text: str, fence: str, position: int) -> int:
-    """End of the line that closes fence, searching from position; len(text) if never closed."""
+    """End of the line that closes fence, searching from position; -1 if never closed."""
     while True:
         index = text.find(fence, position)
         if index < 0:
-            return len(text)
+            return -1
         end = _line_end(text, index)
         rest = text[index:end].lstrip(fence[0])
         if _is_line_start(text, index) and rest.strip(" \t") == "":
@@ -151,7 +182,11 @@ def _find_closing_fence(text: str, fence: str, position: int) -> int:
 
 
 def _fence_spans(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of each fenced code block; an unclosed fence runs to the end (CommonMark)."""
+    """(start, end) of each fenced code block.
+
+    An unclosed fence is treated as plain text (CommonMark would run it to the
+    end): one stray ``` must not turn the rest of a document into "code".
+    """
     markers = _FenceMarkers(text)
     position = 0
     while True:
@@ -164,15 +199,17 @@ def _fence_spans(text: str) -> Iterator[tuple[int, int]]:
         if not _is_line_start(text, index) or (fence[0] == "`" and "`" in info):
             position = index + len(fence)
             continue
-        start = text.rfind("\n", 0, index) + 1
         end = _find_closing_fence(text, fence, open_end)
-        yield start, end
+        if end < 0:
+            position = index + len(fence)
+            continue
+        yield text.rfind("\n", 0, index) + 1, end
         position = end
 
 
 def _segments(text: str) -> Iterator[tuple[bool, str]]:
     """Yield (is_code_fence, normalised segment) in document order."""
-    if "\r" in text:
+    if "\r" in text or "\f" in text or "\v" in text:
         text = _LINE_BREAKS.sub("\n", text)
     position = 0
     for start, end in _fence_spans(text):
@@ -192,20 +229,6 @@ def normalize_whitespace(text: str) -> str:
         if segment.strip():
             parts.append(segment)
     return _BLOCK_SEPARATOR.join(parts)
-
-
-def _blocks(text: str) -> Iterator[tuple[bool, str]]:
-    """Yield (is_code_fence, block): paragraphs of prose and whole code fences."""
-    for is_fence, segment in _segments(text):
-        if is_fence:
-            block = segment.strip("\n")
-            if block.strip():
-                yield True, block
-            continue
-        for paragraph in segment.split(_BLOCK_SEPARATOR):
-            paragraph = paragraph.strip("\n")
-            if paragraph.strip():
-                yield False, paragraph
 
 
 # --------------------------------------------------------------------------- splitting
@@ -309,18 +332,27 @@ def _atoms_of_paragraph(paragraph: str, limit: int) -> list[tuple[str, str]]:
     return atoms
 
 
-def _atoms(text: str, limit: int) -> Iterator[tuple[str, str]]:
-    """Yield (separator, piece) atoms, each at most limit chars, in text order."""
-    for is_fence, block in _blocks(text):
-        if len(block) <= limit:
-            yield _BLOCK_SEPARATOR, block
-            continue
-        if is_fence:
-            atoms = _atoms_of_oversize(block, limit, (_LINE_GAP,))
-        else:
-            atoms = _atoms_of_paragraph(block, limit)
-        for position, (separator, piece) in enumerate(atoms):
-            yield (_BLOCK_SEPARATOR if position == 0 else separator), piece
+def _atoms(text: str, limit: int) -> list[tuple[str, str]]:
+    """(separator, piece) atoms of the whole text, each at most limit chars, in order.
+
+    One flat loop building a list: per-paragraph generator layers cost more
+    than the string work on typical short paragraphs.
+    """
+    atoms: list[tuple[str, str]] = []
+    append = atoms.append
+    for is_fence, segment in _segments(text):
+        for block in (segment,) if is_fence else segment.split(_BLOCK_SEPARATOR):
+            block = block.strip("\n")
+            if not block or block.isspace():
+                continue
+            if len(block) <= limit:
+                append((_BLOCK_SEPARATOR, block))
+                continue
+            pieces = _atoms_of_oversize(block, limit, (_LINE_GAP,)) if is_fence else _atoms_of_paragraph(block, limit)
+            if pieces:
+                append((_BLOCK_SEPARATOR, pieces[0][1]))
+                atoms.extend(pieces[1:])
+    return atoms
 
 
 def split_text(text: str, chunk_size: int) -> list[str]:

@@ -18,6 +18,7 @@ import re
 import warnings
 import zipfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -131,10 +132,23 @@ def _decode(data: bytes) -> str:
                 continue
             if "\x00" not in text[:_SNIFF_BYTES]:
                 return text
-    western = _decode_western(data)
-    if western is not None:
-        return western
+    for decode in (_decode_mostly_utf8, _decode_western):
+        text = decode(data)
+        if text is not None:
+            return text
     return _decode_detected(data)
+
+
+def _decode_mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few stray bytes (one pasted Latin-1 character) stays UTF-8.
+
+    A legacy-encoded file has no valid multi-byte sequences at all, so valid
+    non-ASCII characters outnumbering the invalid bytes means UTF-8.
+    """
+    text = data.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd")
+    valid_non_ascii = len(_NON_ASCII.findall(text)) - invalid
+    return text if valid_non_ascii > invalid else None
 
 
 def _decode_detected(data: bytes) -> str:
@@ -203,17 +217,23 @@ def _heading_title(text: str) -> str | None:
     """
     lines = text[:_TITLE_SCAN_CHARS].split("\n")
     for number, line in enumerate(lines):
-        stripped = line.strip()
-        if not stripped or len(line) - len(line.lstrip(" ")) > 3:
-            continue
-        heading = _MARKDOWN_HEADING.fullmatch(stripped) if stripped.startswith("#") else None
-        if heading is None and number + 1 < len(lines) and _UNDERLINE.fullmatch(lines[number + 1].strip()):
-            if not _UNDERLINE.fullmatch(stripped) and any(char.isalnum() for char in stripped):
-                heading = re.match(r"(.*)", stripped)
-        if heading is not None:
-            title = _one_line(heading.group(1))
-            if title:
-                return title
+        next_line = lines[number + 1] if number + 1 < len(lines) else ""
+        heading = _line_heading(line, next_line)
+        if heading and _one_line(heading):
+            return _one_line(heading)
+    return None
+
+
+def _line_heading(line: str, next_line: str) -> str | None:
+    """The heading text when line is an ATX heading or is underlined by next_line."""
+    stripped = line.strip()
+    if not stripped or len(line) - len(line.lstrip(" ")) > 3:
+        return None  # blank, or an indented code line
+    if stripped.startswith("#"):
+        heading = _MARKDOWN_HEADING.fullmatch(stripped)
+        return heading.group(1) if heading else None
+    if _UNDERLINE.fullmatch(next_line.strip()) and not _UNDERLINE.fullmatch(stripped):
+        return stripped if any(char.isalnum() for char in stripped) else None
     return None
 
 
@@ -235,13 +255,15 @@ def _read_source_code(path: Path) -> tuple[str | None, str]:
 
 _HTML_DROP_TAGS = frozenset(
     "script style noscript nav aside form button select input textarea svg canvas iframe "
-    "template object embed head link meta".split()
+    "template object embed head link meta footer".split()
 )
-_HTML_DROP_OUTSIDE_MAIN = frozenset({"header", "footer"})
+_HTML_DROP_OUTSIDE_MAIN = frozenset({"header"})  # inside <main>/<article> it often holds the <h1>
+_HTML_ANCHOR_MARKS = frozenset({"#", "¶", "§", "🔗"})  # "permalink" anchors next to headings
 _HTML_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary"})
 _HTML_DROP_CLASS_TOKENS = frozenset(
     "nav navbar navigation menu sidebar side-bar breadcrumb breadcrumbs toc table-of-contents "
-    "site-header site-footer skip-link cookie-banner cookie-notice".split()
+    "site-header site-footer skip-link cookie-banner cookie-notice header-anchor headerlink anchor-link "
+    "page-edit edit-link".split()
 )
 _HTML_BLOCK_TAGS = frozenset(
     "address article blockquote body dd details dialog div dl dt fieldset figcaption figure "
@@ -284,7 +306,9 @@ def _is_boilerplate(tag: Any, inside_main: bool) -> bool:
     element_id = attrs.get("id")
     if isinstance(element_id, str):
         tokens.add(element_id.lower())
-    return not tokens.isdisjoint(_HTML_DROP_CLASS_TOKENS)
+    if not tokens.isdisjoint(_HTML_DROP_CLASS_TOKENS):
+        return True
+    return name == "a" and tag.get_text().strip() in _HTML_ANCHOR_MARKS
 
 
 def _main_content_root(soup: Any) -> tuple[Any, bool]:
@@ -351,9 +375,12 @@ class _HtmlTextWriter:
     def _write_table(self, table: Any) -> None:
         rows = []
         for row in table.find_all("tr"):
-            cells = [_one_line(cell.get_text(" ")).replace("|", "\\|") for cell in row.find_all(["td", "th"])]
+            cell_tags = row.find_all(["td", "th"])
+            cells = [_one_line(cell.get_text(" ")).replace("|", "\\|") for cell in cell_tags]
             if any(cells):
                 rows.append("| " + " | ".join(cells) + " |")
+                if len(rows) == 1 and all(cell.name == "th" for cell in cell_tags):
+                    rows.append("|" + " --- |" * len(cells))  # header row, as in markdown
         if rows:
             caption = table.find("caption")
             if caption is not None:
@@ -398,11 +425,28 @@ def _read_html(path: Path) -> tuple[str | None, str]:
 
 def _read_pdf(path: Path) -> tuple[str | None, str]:
     """Text layer of every page; an image-only or password-protected PDF is skipped."""
+    if not _read_head(path, 1024).lstrip().startswith(b"%PDF"):
+        raise _Skip("corrupt PDF: no %PDF header")
+    with _quiet_logger("pypdf"):  # its repair notes would drown the one line per skipped file
+        return _read_pdf_pages(path)
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Silence a library's warnings for the duration of one file."""
+    library_logger = logging.getLogger(name)
+    previous = library_logger.level
+    library_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        library_logger.setLevel(previous)
+
+
+def _read_pdf_pages(path: Path) -> tuple[str | None, str]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
-    if not _read_head(path, 1024).lstrip().startswith(b"%PDF"):
-        raise _Skip("corrupt PDF: no %PDF header")
     try:
         reader = PdfReader(str(path))
         if reader.is_encrypted:

@@ -15,6 +15,7 @@ Run standalone: python -m tests.fake_llm_server --port 8080
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import random
@@ -23,7 +24,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+from aiohttp import web
 from typing import Callable, Optional
 
 QUESTION_GENERATION = "qatuples_gen_no_filenames"
@@ -50,6 +53,8 @@ class Request:
     system: str
     user: str  # the final input: last user message, or the last instruction in completion mode
     model: str
+    max_pairs: int = 3  # how many pairs the default question generation writes
+    prompt_tokens: int = 0  # estimated from the request size
 
 
 Responder = Callable[[Request], str]
@@ -86,7 +91,7 @@ def default_question_generation(request: Request) -> str:
     if not sentences:
         return "I could not find anything to ask about in this text."
     pairs = []
-    for sentence in sentences[:3]:
+    for sentence in sentences[: request.max_pairs]:
         topic = " ".join(sentence.split()[:6]).rstrip(".,;:")
         pairs.append(f"**QUESTION:**\nWhat does Verus documentation explain about \"{topic}\"?\n\n**ANSWER:**\n{sentence}")
     return "\n\n".join(pairs)
@@ -163,6 +168,10 @@ class FaultPlan:
 
 
 class FakeLLMServer:
+    """The server runs an aiohttp application on its own event loop in a
+    background thread, so one process can hold hundreds of slow requests open
+    at once (as a real batched model server does) without a thread each."""
+
     def __init__(
         self,
         responders: Optional[dict[str, Responder]] = None,
@@ -171,6 +180,8 @@ class FakeLLMServer:
         latency: float = 0.0,
         per_token_latency: float = 0.0,
         port: int = 0,
+        capacity: int = 0,
+        max_pairs: int = 3,
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.api_key = api_key
@@ -181,15 +192,28 @@ class FakeLLMServer:
         self.faults_injected: Counter = Counter()
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.max_pairs = max_pairs
+        # Server capacity: at most this many requests are served at once; the
+        # rest queue, as on a GPU server with a fixed batch size (0: unlimited).
+        self._capacity_limit = capacity
+        self._capacity: Optional[asyncio.Semaphore] = None
+        self.service_seconds = 0.0  # sum of modelled service times
+        self.service_by_step: dict[str, float] = {}
+        self._in_flight_area = 0.0  # integral of in_flight over time
+        self._last_change = time.monotonic()
+        self.first_request_at: Optional[float] = None
+        self.last_response_at: Optional[float] = None
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
-        self._httpd.daemon_threads = True
+        self._requested_port = port
+        self._port = 0
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._runner: Optional[web.AppRunner] = None
         self._thread: Optional[threading.Thread] = None
 
     # lifecycle
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1]
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -200,13 +224,45 @@ class FakeLLMServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "FakeLLMServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, args=(ready, failure), daemon=True)
         self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
         return self
 
+    def _serve(self, ready: threading.Event, failure: list) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_site())
+        except BaseException as exc:  # reported to start()
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+        loop.close()
+
+    async def _start_site(self) -> None:
+        if self._capacity_limit:
+            self._capacity = asyncio.Semaphore(self._capacity_limit)
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._requested_port, backlog=1024, reuse_address=True)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
 
     def __enter__(self) -> "FakeLLMServer":
         return self.start()
@@ -223,22 +279,113 @@ class FakeLLMServer:
         with self._lock:
             return Counter(r.step for r in self.requests)
 
-    # request handling
+    def stats(self) -> dict:
+        """Counters for benchmarks: requests, service time, mean requests in flight."""
+        with self._lock:
+            span = (self.last_response_at or 0) - (self.first_request_at or 0)
+            return {
+                "requests": len(self.requests),
+                "by_step": dict(Counter(r.step for r in self.requests)),
+                "service_seconds": self.service_seconds,
+                "service_by_step": dict(self.service_by_step),
+                "busy_span_seconds": span,
+                "mean_in_flight": self._in_flight_area / span if span > 0 else 0.0,
+                "peak_in_flight": self.peak_in_flight,
+                "faults": dict(self.faults_injected),
+            }
+
+    # bookkeeping (called on the server loop; the lock guards readers in other threads)
     def respond(self, request: Request) -> str:
         return self.responders[request.step](request)
 
-    def record(self, request: Request) -> None:
-        with self._lock:
-            self.requests.append(request)
+    def _account(self, now: float) -> None:
+        self._in_flight_area += self.in_flight * (now - self._last_change)
+        self._last_change = now
 
-    def enter(self) -> None:
+    def _enter(self, request: Request) -> None:
         with self._lock:
+            now = time.monotonic()
+            self.requests.append(request)
+            self._account(now)
+            if self.first_request_at is None:
+                self.first_request_at = now
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
-    def leave(self) -> None:
+    def _leave(self) -> None:
         with self._lock:
+            now = time.monotonic()
+            self._account(now)
             self.in_flight -= 1
+            self.last_response_at = now
+
+    async def _serve_delay(self, seconds: float, step: str) -> None:
+        if self._capacity is None:
+            await asyncio.sleep(seconds)
+        else:
+            async with self._capacity:
+                await asyncio.sleep(seconds)
+        with self._lock:
+            self.service_seconds += seconds
+            self.service_by_step[step] = self.service_by_step.get(step, 0.0) + seconds
+
+    # HTTP
+    def _authorized(self, http: web.Request) -> bool:
+        return self.api_key is None or http.headers.get("Authorization", "") == f"Bearer {self.api_key}"
+
+    async def _handle(self, http: web.Request) -> web.StreamResponse:
+        if not self._authorized(http):
+            return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+        if http.method == "GET":
+            if http.path == "/stats":
+                return web.json_response(self.stats())
+            if http.path.rstrip("/").endswith("/models"):
+                return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+            return web.json_response({"error": {"message": "not found"}}, status=404)
+        if http.path not in _ENDPOINTS:
+            return web.json_response({"error": {"message": f"no endpoint {http.path}"}}, status=404)
+        try:
+            raw = await http.read()
+            body = orjson.loads(raw)
+            request = _parse_request(http.path, body)
+            request.prompt_tokens = _tokens_of_size(len(raw))
+        except (ValueError, KeyError, IndexError, TypeError):
+            return web.json_response({"error": {"message": "malformed request"}}, status=400)
+        request.max_pairs = self.max_pairs
+        self._enter(request)
+        try:
+            return await self._answer(http, request)
+        finally:
+            self._leave()
+
+    async def _answer(self, http: web.Request, request: Request) -> web.StreamResponse:
+        fault = self.faults.pick()
+        if fault:
+            with self._lock:
+                self.faults_injected[fault] += 1
+        if fault == "400":
+            return web.json_response({"error": {"message": "injected 400: prompt too long"}}, status=400)
+        if fault in ("429", "500", "502", "503"):
+            headers = {"Retry-After": "0"} if fault == "429" else {}
+            return web.json_response({"error": {"message": f"injected {fault}"}}, status=int(fault), headers=headers)
+        if fault in ("timeout", "drop"):
+            if fault == "timeout":
+                await asyncio.sleep(self.faults.timeout_seconds)
+            http.transport.close()
+            raise asyncio.CancelledError()
+        text = self.respond(request)
+        if fault == "empty":
+            text = ""
+        elif fault == "truncated":
+            text = text[: len(text) // 3]
+        elif fault == "refusal":
+            text = "I'm sorry, but I can't help with that request."
+        elif fault == "noverdict":
+            text = "Let me think about this carefully. The text discusses several things."
+        delay = self.latency + self.per_token_latency * _tokens(text)
+        if delay:
+            await self._serve_delay(delay, request.step)
+        return web.Response(body=orjson.dumps(_completion_payload(request, text)), content_type="application/json")
 
 
 def _parse_request(path: str, body: dict) -> Request:
@@ -263,120 +410,33 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-def _make_handler(server: FakeLLMServer):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _tokens_of_size(size: int) -> int:
+    return max(1, size // 4)
 
-        def log_message(self, *args) -> None:  # keep test output clean
-            pass
 
-        def _send_json(self, status: int, payload: dict, headers: Optional[dict] = None) -> None:
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _authorized(self) -> bool:
-            if server.api_key is None:
-                return True
-            header = self.headers.get("Authorization", "")
-            return header == f"Bearer {server.api_key}"
-
-        def do_GET(self) -> None:
-            if not self._authorized():
-                self._send_json(401, {"error": {"message": "invalid api key"}})
-                return
-            if self.path.rstrip("/").endswith("/models"):
-                self._send_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
-            else:
-                self._send_json(404, {"error": {"message": "not found"}})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            raw = self.rfile.read(length)
-            if self.path not in _ENDPOINTS:
-                self._send_json(404, {"error": {"message": f"no endpoint {self.path}"}})
-                return
-            if not self._authorized():
-                self._send_json(401, {"error": {"message": "invalid api key"}})
-                return
-            try:
-                body = json.loads(raw)
-                request = _parse_request(self.path, body)
-            except (ValueError, KeyError, IndexError, TypeError):
-                self._send_json(400, {"error": {"message": "malformed request"}})
-                return
-            server.record(request)
-            server.enter()
-            try:
-                self._answer(request)
-            finally:
-                server.leave()
-
-        def _answer(self, request: Request) -> None:
-            fault = server.faults.pick()
-            if fault:
-                with server._lock:
-                    server.faults_injected[fault] += 1
-            if fault == "400":
-                self._send_json(400, {"error": {"message": "injected 400: prompt too long"}})
-                return
-            if fault in ("429", "500", "502", "503"):
-                headers = {"Retry-After": "0"} if fault == "429" else {}
-                self._send_json(int(fault), {"error": {"message": f"injected {fault}"}}, headers)
-                return
-            if fault == "timeout":
-                time.sleep(server.faults.timeout_seconds)
-                self.close_connection = True
-                return
-            if fault == "drop":
-                self.close_connection = True
-                return
-            text = server.respond(request)
-            if fault == "empty":
-                text = ""
-            elif fault == "truncated":
-                text = text[: len(text) // 3]
-            elif fault == "refusal":
-                text = "I'm sorry, but I can't help with that request."
-            elif fault == "noverdict":
-                text = "Let me think about this carefully. The text discusses several things."
-            delay = server.latency + server.per_token_latency * _tokens(text)
-            if delay:
-                time.sleep(delay)
-            self._send_completion(request, text)
-
-        def _send_completion(self, request: Request, text: str) -> None:
-            prompt_tokens = _tokens(json.dumps(request.body.get("messages") or request.body.get("prompt", "")))
-            completion_tokens = _tokens(text) if text else 0
-            ident = hashlib.sha1(text.encode()).hexdigest()[:12]
-            if request.path.startswith("/v2/chat"):
-                self._send_json(200, {
-                    "id": ident,
-                    "finish_reason": "COMPLETE",
-                    "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
-                    "usage": {
-                        "billed_units": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
-                        "tokens": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
-                    },
-                })
-                return
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                     "total_tokens": prompt_tokens + completion_tokens}
-            if request.path.endswith("/chat/completions"):
-                choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                kind = "chat.completion"
-            else:
-                choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
-                kind = "text_completion"
-            self._send_json(200, {"id": ident, "object": kind, "created": 0, "model": request.model,
-                                  "choices": [choice], "usage": usage})
-
-    return Handler
+def _completion_payload(request: Request, text: str) -> dict:
+    prompt_tokens = request.prompt_tokens
+    completion_tokens = _tokens(text) if text else 0
+    ident = hashlib.sha1(text.encode()).hexdigest()[:12]
+    if request.path == "/v2/chat":
+        return {
+            "id": ident,
+            "finish_reason": "COMPLETE",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+            "usage": {
+                "billed_units": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
+                "tokens": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
+            },
+        }
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}
+    if request.path.endswith("/chat/completions"):
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        kind = "chat.completion"
+    else:
+        choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+        kind = "text_completion"
+    return {"id": ident, "object": kind, "created": 0, "model": request.model, "choices": [choice], "usage": usage}
 
 
 def main() -> None:
@@ -387,6 +447,8 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--capacity", type=int, default=0, help="requests served at once (0: unlimited)")
+    parser.add_argument("--max-pairs", type=int, default=3, help="pairs per chunk in question generation")
     args = parser.parse_args()
     server = FakeLLMServer(
         api_key=args.api_key,
@@ -394,9 +456,11 @@ def main() -> None:
         latency=args.latency,
         per_token_latency=args.per_token_latency,
         port=args.port,
+        capacity=args.capacity,
+        max_pairs=args.max_pairs,
     )
-    print(f"fake model server on {server.base_url}", flush=True)
     server.start()
+    print(f"fake model server on {server.base_url}", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -99,6 +99,23 @@ def test_whitespace_is_normalised_outside_code_fences() -> None:
     assert not re.search(r"[ \t]\n", normalised)
 
 
+def test_space_runs_collapse_but_indentation_stays() -> None:
+    text = "a  b   \n    indented  item  \n  \nlast\u00a0\u00a0word \t end  "
+    assert normalize_whitespace(text) == "a b\n    indented item\n\nlast word end"
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=st.text(alphabet=st.sampled_from(list("ab. \n\t\r\f\u00a0\u3000é")), max_size=300))
+def test_normalised_prose_lines_are_tidy(text: str) -> None:
+    normalised = normalize_whitespace(text)
+    assert normalised.split() == text.split()
+    assert "\n\n\n" not in normalised
+    for line in normalised.split("\n"):
+        assert line == line.rstrip()
+        body = line.lstrip()
+        assert "  " not in body and "\t" not in body and "\u00a0" not in body
+
+
 def test_windows_line_endings_are_normalised() -> None:
     assert split_text("one\r\ntwo\r\n\r\n\r\nthree", 100) == ["one\ntwo\n\nthree"]
 
@@ -118,6 +135,17 @@ def test_code_fence_with_blank_lines_is_not_split_at_them() -> None:
     code = "```\nfirst()\n\n\nsecond()\n```"
     chunks = split_text(f"Intro text.\n\n{code}\n\nOutro.", len(code) + 2)
     assert code in chunks
+
+
+def test_unclosed_fence_is_plain_text() -> None:
+    text = "Intro   text.\n\n```\nstray    fence\n\nNext   paragraph."
+    assert normalize_whitespace(text) == "Intro text.\n\n```\nstray fence\n\nNext paragraph."
+    assert split_text(text, 20) == ["Intro text.", "```\nstray fence", "Next paragraph."]
+
+
+def test_tilde_fence_and_longer_closing_fence() -> None:
+    text = "~~~~\na    b\n\n~~~~~\n\ntail   end"
+    assert normalize_whitespace(text) == "~~~~\na    b\n\n~~~~~\n\ntail end"
 
 
 def test_oversize_code_fence_is_split_at_lines() -> None:
@@ -167,7 +195,7 @@ def test_random_documents_keep_properties(size: int, seed: int) -> None:
     _assert_chunk_properties(text, split_text(text, size), size)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(
     text=st.text(alphabet=st.sampled_from(list("ab .!?\n\t|`#-*~")) | st.characters(), max_size=400),
     size=st.integers(min_value=1, max_value=120),
@@ -221,9 +249,9 @@ def test_plain_text_chunking_is_fast() -> None:
     text = _document(random.Random(4), paragraphs=4000)
     while len(text) < 4_000_000:
         text += "\n\n" + text
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy test machine must not make this flaky
     chunks = split_text(text, 2000)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert chunks
     megabytes_per_second = len(text) / 1e6 / elapsed
     assert megabytes_per_second >= 20, f"{megabytes_per_second:.1f} MB/s"

@@ -158,6 +158,12 @@ def test_legacy_code_pages_are_detected(tmp_path: Path, text: str, encoding: str
     assert _document(tmp_path).text == text
 
 
+def test_utf8_with_a_stray_byte_stays_utf8(tmp_path: Path) -> None:
+    text = "Verus – “staking” café déjà vu. " * 5
+    (tmp_path / "mixed.txt").write_bytes(text.encode("utf-8") + b" stray \xe9 byte")
+    assert _document(tmp_path).text == text + " stray \ufffd byte"
+
+
 def test_source_code_is_read_as_text_with_stem_title(tmp_path: Path) -> None:
     code = "# a comment, not a title\ndef stake(amount: int) -> int:\n    return amount * 2\n"
     (tmp_path / "stake.py").write_text(code, encoding="utf-8")
@@ -274,8 +280,24 @@ def test_html_main_content_without_navigation(tmp_path: Path) -> None:
     assert f"{PARAGRAPH} across lines." in doc.text
     assert "- Item one\n- Item two" in doc.text
     assert "```\nverus -stake\n  --flag\n```" in doc.text
-    assert "| Coin | Reward |\n| VRSC | 6 |" in doc.text
+    assert "| Coin | Reward |\n| --- | --- |\n| VRSC | 6 |" in doc.text
     assert "a line\nbreak" in doc.text
+
+
+def test_html_drops_heading_anchors_and_footers_inside_main(tmp_path: Path) -> None:
+    body = f"<p>{PARAGRAPH} {PARAGRAPH} {PARAGRAPH}</p>"
+    html = f'<main><h1><a class="headerlink" href="#t">¶</a> Title</h1>{body}<footer>Edit this page</footer></main>'
+    (tmp_path / "doc.html").write_text(html, encoding="utf-8")
+    text = _document(tmp_path).text
+    assert text.startswith("# Title\n\n")
+    assert "Edit this page" not in text and "¶" not in text
+
+
+def test_html_in_a_legacy_encoding(tmp_path: Path) -> None:
+    html = "<html><head><title>Café</title></head><body><p>Résumé – “quoted” text.</p></body></html>"
+    (tmp_path / "legacy.html").write_bytes(html.encode("cp1252"))
+    doc = _document(tmp_path)
+    assert (doc.title, doc.text) == ("Café", "Résumé – “quoted” text.")
 
 
 def test_html_without_main_uses_body_minus_chrome(tmp_path: Path) -> None:
@@ -314,9 +336,11 @@ def test_pdf_with_only_owner_password_is_read(tmp_path: Path) -> None:
     assert PARAGRAPH.split()[0] in _document(tmp_path).text
 
 
-def test_corrupt_pdf_is_skipped(tmp_path: Path) -> None:
+def test_corrupt_pdf_is_skipped_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage without xref")
-    assert _skipped(tmp_path).reason.startswith("corrupt PDF")
+    with caplog.at_level(logging.WARNING):
+        assert _skipped(tmp_path).reason.startswith("corrupt PDF")
+    assert [record.name for record in caplog.records] == ["generation_functions.documents"]
 
 
 def test_pdf_without_text_layer_is_skipped(tmp_path: Path) -> None:

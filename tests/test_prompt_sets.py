@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from generation_functions.conversation_check import check_conversation
 from generation_functions.errors import ParseError
 from generation_functions.output_processors import (
     parse_answer_check,
@@ -234,6 +235,8 @@ def test_conversation_examples_carry_every_pair_in_order(set_name):
         assert [speaker for speaker, _ in turns] == ["User", "AI Assistant"] * len(pairs)
         for (question, answer), (_, reply) in zip(pairs, turns[1::2]):
             assert _flat(answer) in _flat(reply), f"answer not kept verbatim: {answer[:80]}"
+        # The same code check the pipeline runs on every generated conversation.
+        assert check_conversation(parse_conversation(output), pairs) == ""
         assert not _leans_on_source(output)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_engine
+from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_budget, make_engine
 from generation_functions import output_processors as parsers
 from generation_functions.chunking import Chunk, chunk_documents
 from generation_functions.config import Config
@@ -332,40 +332,80 @@ def iter_results(output_dir: Path, keys: list[str]) -> Iterator[dict]:
             yield result
 
 
+@dataclass
+class Engines:
+    """The run's engines: one per distinct model, sharing one limiter and budget."""
+
+    logical: Any
+    large: Any
+    stats: RequestStats
+    limiter: RequestLimiter
+    budget: Any
+
+    @classmethod
+    def build(cls, config: Config) -> "Engines":
+        stats = RequestStats()
+        limiter = RequestLimiter(config.system.CONCURRENCY_LIMIT)
+        budget = make_budget(config)
+        logical = make_engine(config, config.api.LOGICAL_MODEL, limiter, stats, budget)
+        large = logical
+        if config.api.LARGE_LOGICAL_MODEL != config.api.LOGICAL_MODEL:
+            large = make_engine(config, config.api.LARGE_LOGICAL_MODEL, limiter, stats, budget)
+        return cls(logical, large, stats, limiter, budget)
+
+    async def close(self) -> None:
+        await self.logical.close()
+        if self.large is not self.logical:
+            await self.large.close()
+
+
+def remove_stale_temporaries(output_dir: Path) -> int:
+    """A killed run can leave half-written temporary files; they hold nothing finished."""
+    removed = 0
+    for path in output_dir.rglob(".tmp-*"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, prompts: Optional[dict] = None) -> dict:
-    """Run the whole pipeline; returns the run report (also written to OUTPUT)."""
+    """Run the whole pipeline; returns the run report (also written to OUTPUT).
+
+    If the run stops early (an outage, a spend cap, a cancel), a report saying so
+    is still written, and the exception goes on to the caller.
+    """
     started = time.monotonic()
     progress = progress or ProgressSink()
     prompts = prompts if prompts is not None else load_prompts(config)
     output_dir = config.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)
     report = RunReport()
-    stats = RequestStats()
-    limiter = RequestLimiter(config.system.CONCURRENCY_LIMIT)
-    logical = make_engine(config, config.api.LOGICAL_MODEL, limiter, stats)
-    large = make_engine(config, config.api.LARGE_LOGICAL_MODEL, limiter, stats) if (
-        config.api.LARGE_LOGICAL_MODEL != config.api.LOGICAL_MODEL
-    ) else logical
+    engines = Engines.build(config)
     writer = BackgroundWriter()
     store = CallStore(output_dir, writer)
     steps = {
-        name: BoundStep(step, prompts[name], large if name == CONVERSATION else logical, store)
+        name: BoundStep(step, prompts[name], engines.large if name == CONVERSATION else engines.logical, store)
         for name, step in build_steps(config.system.STOP).items()
     }
     ctx = RunContext(config, steps, report, output_dir, progress, writer)
     index = ChunkIndex()
     pretraining = PretrainingWriter(output_dir)
-    finished = False
     try:
         window = max(8, 2 * config.system.CONCURRENCY_LIMIT)
         await _run_chunks(ctx, stream_chunks(config, report, pretraining, index), window)
-        finished = True
+    except BaseException as exc:
+        pretraining.close(ok=False)
+        _write_report(ctx, engines, store, started, status=f"stopped: {_describe_stop(exc)}")
+        raise
     finally:
-        pretraining.close(ok=finished)
         progress.close()
         writer.close()
-        for engine in {id(logical): logical, id(large): large}.values():
-            await engine.close()
+        await engines.close()
+    pretraining.close(ok=True)
     if not index.keys:
         raise InputError(f"no text to work on in {config.input_dir} (every file was empty or unreadable)")
     counts = write_datasets(
@@ -374,15 +414,29 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
         config.system.FINAL_ASSISTANT_PROMPT_NO_RAG,
         config.system.FINAL_ASSISTANT_PROMPT_RAG,
     )
-    data = report.as_dict()
-    data["requests"] = {
-        "made": stats.requests,
-        "reused": store.hits,
-        **{k: v for k, v in stats.as_dict().items() if k != "requests"},
-        "peak_in_flight": limiter.peak,
+    return _write_report(ctx, engines, store, started, status="finished", outputs=counts)
+
+
+def _describe_stop(exc: BaseException) -> str:
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return "cancelled"
+    return str(exc) or type(exc).__name__
+
+
+def _write_report(ctx: RunContext, engines: Engines, store: CallStore, started: float, status: str, outputs=None) -> dict:
+    data = {"status": status, **ctx.report.as_dict()}
+    data["step_failures"] = {
+        name: dict(sorted(step.failures.items())) for name, step in ctx.steps.items() if step.failures
     }
-    data["outputs"] = counts
-    data["output_dir"] = str(output_dir)
+    data["requests"] = {
+        "made": engines.stats.requests,
+        "reused": store.hits,
+        **{k: v for k, v in engines.stats.as_dict().items() if k != "requests"},
+        "peak_in_flight": engines.limiter.peak,
+    }
+    data["budget"] = engines.budget.as_dict()
+    data["outputs"] = outputs or {}
+    data["output_dir"] = str(ctx.output_dir)
     data["wall_seconds"] = round(time.monotonic() - started, 3)
-    atomic_write_json(output_dir / RUN_REPORT, data, durable=True)
+    atomic_write_json(ctx.output_dir / RUN_REPORT, data, durable=True)
     return data

@@ -26,6 +26,7 @@ from typing import Optional, Protocol, Sequence, Union
 
 import orjson
 
+from generation_functions.budget import Budget, Price
 from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
 
 log = logging.getLogger("verustoolkit")
@@ -166,12 +167,14 @@ class EngineWrapper:
         retry: RetryPolicy,
         stats: RequestStats,
         model: str,
+        budget: Optional[Budget] = None,
     ):
         self.pool = ReplicaPool(backends)
         self.limiter = limiter
         self.retry = retry
         self.stats = stats
         self.model = model
+        self.budget = budget or Budget()
 
     async def generate(self, prompt: Prompt, sampling: Sampling) -> Completion:
         started = time.monotonic()
@@ -202,15 +205,17 @@ class EngineWrapper:
 
     async def _attempt(self, prompt: Prompt, sampling: Sampling) -> Completion:
         async with self.limiter:
+            self.budget.before_request()
             index = self.pool.acquire()
             failed = True
             try:
                 self.stats.requests += 1
                 completion = await self.pool.backends[index].call(prompt, sampling)
                 failed = False
-                return completion
             finally:
                 self.pool.release(index, failed)
+        self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
+        return completion
 
     async def close(self) -> None:
         for backend in self.pool.backends:
@@ -423,10 +428,20 @@ def make_backends(mode: str, completion_mode: bool, urls: Sequence[str], api_key
     return [backend_class(url, api_key, model, timeout) for url in urls]
 
 
-def make_engine(config, model: str, limiter: RequestLimiter, stats: RequestStats) -> EngineWrapper:
+def make_budget(config) -> Budget:
+    caps = config.budget
+    return Budget(
+        max_requests=caps.MAX_REQUESTS or None,
+        max_tokens=caps.MAX_TOKENS or None,
+        max_cost=caps.MAX_COST or None,
+        prices={model: Price(p.PROMPT, p.COMPLETION) for model, p in caps.PRICES.items()},
+    )
+
+
+def make_engine(config, model: str, limiter: RequestLimiter, stats: RequestStats, budget: Optional[Budget] = None) -> EngineWrapper:
     """Build an engine for one model from the run's Config."""
     backends = make_backends(
         config.system.MODE, config.system.COMPLETION_MODE, config.base_urls, config.api_key, model, config.system.REQUEST_TIMEOUT
     )
     retry = RetryPolicy(max_seconds=config.system.MAX_RETRY_SECONDS)
-    return EngineWrapper(backends, limiter, retry, stats, model)
+    return EngineWrapper(backends, limiter, retry, stats, model, budget)

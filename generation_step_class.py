@@ -10,6 +10,7 @@ replays them without paying again.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, TypeVar
 
@@ -53,6 +54,8 @@ class BoundStep(Generic[T]):
         self.prompt = prompt
         self.engine = engine
         self.store = store
+        # Attempts whose output did not parse, by reason, for the run report.
+        self.failures: Counter = Counter()
 
     @property
     def name(self) -> str:
@@ -66,6 +69,7 @@ class BoundStep(Generic[T]):
             try:
                 completion, fresh = await self._complete(key, rendered)
             except RequestRejected as exc:
+                self.failures["request rejected"] += 1
                 return StepOutcome(None, f"request rejected: {exc}", last_output, made)
             made += fresh
             last_output = completion.text
@@ -73,8 +77,11 @@ class BoundStep(Generic[T]):
                 return StepOutcome(self.step.processor(completion.text), "", completion.text, made)
             except ParseError as exc:
                 reason = f"unparsable output ({exc})"
+                category = "empty output" if not completion.text.strip() else "unparsable output"
                 if completion.finish_reason == "length":
                     reason = "output cut off at max_tokens; " + reason
+                    category = "output cut off at max_tokens"
+                self.failures[category] += 1
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
         return StepOutcome(None, reason, last_output, made)
 

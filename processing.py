@@ -66,6 +66,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: config.yaml)")
     parser.add_argument("--verbose", action="store_true", help="log every retry and check failure")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate config and prompts, ping each model, print what the run would do; generate nothing",
+    )
     return parser.parse_args(argv)
 
 
@@ -88,12 +93,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         RunAborted,
         ServerUnreachable,
     )
-    from generation_functions.preflight import check_server
+    from generation_functions.preflight import check_server, run_check
     from generation_functions.report import summary_text
 
     try:
         config = load_config(args.config)
         prompts = load_prompts(config)
+        if args.check:
+            result = asyncio.run(run_check(config, prompts))
+            print("\n".join(result.lines))
+            return 2 if result.problems else 0
         asyncio.run(check_server(config))
     except (ConfigError, PromptError, InputError, ServerUnreachable) as exc:
         return fail(str(exc), 2)

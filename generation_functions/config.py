@@ -77,11 +77,34 @@ class SkipSection(_Section):
     QUESTION_CHECK: StrictBool = False
 
 
+class PriceEntry(_Section):
+    PROMPT: float = Field(ge=0)  # per million prompt tokens
+    COMPLETION: float = Field(ge=0)  # per million completion tokens
+
+
+class BudgetSection(_Section):
+    """Optional caps; 0 means no cap."""
+
+    MAX_REQUESTS: StrictInt = Field(default=0, ge=0)
+    MAX_TOKENS: StrictInt = Field(default=0, ge=0)
+    MAX_COST: float = Field(default=0.0, ge=0)
+    PRICES: dict[str, PriceEntry] = Field(default_factory=dict)
+
+
 class _Root(_Section):
     API: ApiSection
     PATH: PathSection = PathSection()
     SYSTEM: SystemSection = SystemSection()
     SKIP: SkipSection = SkipSection()
+    BUDGET: BudgetSection = BudgetSection()
+
+    @model_validator(mode="after")
+    def _costs_need_prices(self) -> "_Root":
+        if self.BUDGET.MAX_COST > 0:
+            for model in {self.API.LOGICAL_MODEL, self.API.LARGE_LOGICAL_MODEL}:
+                if model not in self.BUDGET.PRICES:
+                    raise ValueError(f"BUDGET.MAX_COST needs a price for model {model!r} in BUDGET.PRICES")
+        return self
 
     @model_validator(mode="after")
     def _cohere_has_no_completion_mode(self) -> "_Root":
@@ -98,6 +121,7 @@ class Config(BaseModel):
     api: ApiSection
     system: SystemSection
     skip: SkipSection
+    budget: BudgetSection = BudgetSection()
     input_dir: Path
     output_dir: Path
     default_prompts_dir: Path
@@ -151,6 +175,7 @@ def config_from_dict(
         api=root.API,
         system=root.SYSTEM,
         skip=root.SKIP,
+        budget=root.BUDGET,
         input_dir=_resolve(base_dir, root.PATH.INPUT),
         output_dir=_resolve(base_dir, root.PATH.OUTPUT),
         default_prompts_dir=_resolve(base_dir, root.PATH.DEFAULT_PROMPTS),
@@ -185,7 +210,13 @@ def _check_paths(config: Config, source: str, check_input: bool) -> None:
         raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} exists and is not a folder")
 
 
-_SECTION_MODELS = {"API": ApiSection, "PATH": PathSection, "SYSTEM": SystemSection, "SKIP": SkipSection}
+_SECTION_MODELS = {
+    "API": ApiSection,
+    "PATH": PathSection,
+    "SYSTEM": SystemSection,
+    "SKIP": SkipSection,
+    "BUDGET": BudgetSection,
+}
 
 
 def _describe(exc: ValidationError) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import httpx
 
 from generation_functions.config import API_KEY_ENV_VARS, Config
-from generation_functions.errors import ServerUnreachable
+from generation_functions.errors import EngineError, ParseError, ServerUnreachable
+from generation_functions.prompts import few_shot_outputs
 
 
 def _models_url(base_url: str, mode: str) -> str:
@@ -51,3 +54,158 @@ def _unreachable_message(base_url: str, config: Config, what: str) -> str:
 def _rejected_message(base_url: str, config: Config, status: int) -> str:
     state = "no API key was given" if not config.api_key else "the API key was rejected"
     return f"the server at {base_url} refused the request (HTTP {status}): {state}.\nTo fix it, {_key_hint(config)}."
+
+
+# ---------------------------------------------------------------- processing.py --check
+
+PING_PROMPT = "Reply with the single word OK."
+# Typical output sizes, in characters, when a prompt's examples give no better guess.
+_EXPECTED_PAIRS_FALLBACK = 4
+
+
+@dataclass
+class CheckResult:
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+    def problem(self, line: str) -> None:
+        self.problems.append(line)
+        self.lines.append(f"  PROBLEM: {line}")
+
+
+def check_few_shot_examples(prompts: dict, parsers: dict, result: CheckResult) -> dict[str, list[str]]:
+    """Every example output a prompt shows must parse with its step's processor."""
+    examples: dict[str, list[str]] = {}
+    for name, prompt in prompts.items():
+        outputs = few_shot_outputs(prompt)
+        examples[name] = outputs
+        failed = 0
+        for number, output in enumerate(outputs, start=1):
+            try:
+                parsers[name](output)
+            except ParseError as exc:
+                failed += 1
+                result.problem(f"{name}: example output {number} does not parse: {exc}")
+        result.say(f"  {name}: {len(outputs)} example outputs, {len(outputs) - failed} parse")
+    return examples
+
+
+async def ping_models(config: Config, result: CheckResult) -> None:
+    """One tiny request to each configured model."""
+    from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_engine
+
+    limiter, stats = RequestLimiter(2), RequestStats()
+    prompt = PING_PROMPT if config.system.COMPLETION_MODE else [{"role": "user", "content": PING_PROMPT}]
+    for model in dict.fromkeys([config.api.LOGICAL_MODEL, config.api.LARGE_LOGICAL_MODEL]):
+        engine = make_engine(config, model, limiter, stats)
+        try:
+            completion = await engine.generate(prompt, Sampling(temperature=0.0, max_tokens=8))
+            result.say(f"  {model}: answered {completion.text.strip()[:40]!r}")
+        except EngineError as exc:
+            result.problem(f"model {model} did not answer: {exc}")
+        finally:
+            await engine.close()
+
+
+def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]], result: CheckResult) -> None:
+    """Documents, chunks, and a range of requests and tokens the run would need."""
+    from generation_functions.chunking import chunk_documents
+    from generation_functions.documents import SkippedFile, iter_documents
+    from generation_functions.prompts import render
+
+    documents, skipped, chunk_chars, chunks = 0, [], [], 0
+    limit = config.system.SUBSET_SIZE if config.system.USE_SUBSET else None
+
+    def readable():
+        nonlocal documents
+        for item in iter_documents(config.input_dir):
+            if isinstance(item, SkippedFile):
+                skipped.append(item)
+                continue
+            documents += 1
+            yield item
+
+    for chunk in chunk_documents(readable(), config.system.CHUNK_SIZE):
+        if limit is None or chunks < limit:
+            chunks += 1
+            chunk_chars.append(len(chunk.text))
+    result.say(f"  documents: {documents} readable, {len(skipped)} skipped")
+    for item in skipped[:10]:
+        result.say(f"    skipped {item.path}: {item.reason}")
+    result.say(f"  chunks to process: {chunks}" + (" (USE_SUBSET)" if limit is not None else ""))
+    if not chunks:
+        result.problem(f"no text to work on in {config.input_dir}")
+        return
+    pairs = _mean_pairs(examples.get("qatuples_gen_no_filenames", []))
+    votes = config.system.DOUBLE_CHECK_COUNTER
+    needed = votes // 2 + 1
+    checks = 1 if config.skip.QUESTION_CHECK else 2
+    fewest = chunks * (1 + pairs * (checks * needed + 1) + 1)
+    most = chunks * (1 + pairs * (checks * votes + 1) + 2)
+    mean_chunk = sum(chunk_chars) / len(chunk_chars)
+    static = {name: _prompt_chars(render_static(prompts[name], render)) for name in prompts}
+    prompt_tokens = chunks * (
+        static["qatuples_gen_no_filenames"]
+        + pairs * (checks * needed * static["check_answer"] + static["check_qatuple_context_no_filenames"])
+        + static["multi_turn_assistant_conversation"]
+        + mean_chunk * (1 + pairs * (checks * needed + 1))
+    ) / 4
+    completion_tokens = chunks * (
+        _mean_chars(examples.get("qatuples_gen_no_filenames"))
+        + pairs * (checks * needed * _mean_chars(examples.get("check_answer")) + _mean_chars(examples.get("check_qatuple_context_no_filenames")))
+        + _mean_chars(examples.get("multi_turn_assistant_conversation"))
+    ) / 4
+    result.say(f"  about {pairs:.1f} question/answer pairs per chunk (from the question generation examples)")
+    result.say(f"  requests: {fewest:.0f} if every vote agrees, up to {most:.0f}")
+    result.say(f"  tokens (rough, chars/4): ~{prompt_tokens:,.0f} prompt + ~{completion_tokens:,.0f} completion")
+
+
+def render_static(prompt, render):
+    empty = {name: "" for name in ("text", "textdetails", "question", "answer", "question_answer_list")}
+    return render(prompt, empty)
+
+
+def _prompt_chars(prompt) -> int:
+    return len(prompt) if isinstance(prompt, str) else sum(len(m["content"]) for m in prompt)
+
+
+def _mean_pairs(outputs: list[str]) -> float:
+    from generation_functions.output_processors import parse_question_generation
+
+    counts = []
+    for output in outputs:
+        try:
+            counts.append(len(parse_question_generation(output)))
+        except ParseError:
+            pass
+    return sum(counts) / len(counts) if counts else float(_EXPECTED_PAIRS_FALLBACK)
+
+
+def _mean_chars(outputs) -> float:
+    return sum(map(len, outputs)) / len(outputs) if outputs else 1000.0
+
+
+async def run_check(config: Config, prompts: dict) -> CheckResult:
+    """What `processing.py --check` prints; generates nothing."""
+    from control_flow_functions import build_steps
+
+    result = CheckResult()
+    result.say(f"Config: OK (input {config.input_dir}, output {config.output_dir})")
+    result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
+    result.say("Few-shot examples:")
+    parsers = {name: step.processor for name, step in build_steps(config.system.STOP).items()}
+    examples = check_few_shot_examples(prompts, parsers, result)
+    result.say("Server:")
+    try:
+        await check_server(config)
+        result.say(f"  {', '.join(config.base_urls)}: reachable")
+        await ping_models(config, result)
+    except ServerUnreachable as exc:
+        result.problem(str(exc).splitlines()[0])
+    result.say("What the run would do:")
+    estimate_plan(config, prompts, examples, result)
+    result.say("Check passed: nothing was generated." if not result.problems else f"{len(result.problems)} problem(s) found.")
+    return result

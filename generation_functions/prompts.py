@@ -117,3 +117,24 @@ def render(prompt: Prompt, values: Mapping[str, str]) -> Prompt:
     if isinstance(prompt, str):
         return fill(prompt, values)
     return [{"role": m["role"], "content": fill(m["content"], values)} for m in prompt]
+
+
+_INSTRUCTION = "### Instruction:"
+_RESPONSE = "### Response:"
+
+
+def few_shot_outputs(prompt: Prompt) -> list[str]:
+    """The example outputs a prompt shows the model.
+
+    Chat prompts: every assistant message. Completion prompts: the text after
+    each "### Response:" up to the next "### Instruction:", the last (empty)
+    response excluded. A completion prompt written another way has none that
+    can be found, and so none are checked.
+    """
+    if not isinstance(prompt, str):
+        return [m["content"] for m in prompt if m["role"] == "assistant"]
+    outputs = []
+    for block in prompt.split(_RESPONSE)[1:]:
+        if _INSTRUCTION in block:
+            outputs.append(block.split(_INSTRUCTION, 1)[0].strip())
+    return outputs

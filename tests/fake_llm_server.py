@@ -55,6 +55,8 @@ class Request:
     model: str
     max_pairs: int = 3  # how many pairs the default question generation writes
     prompt_tokens: int = 0  # estimated from the request size
+    fault: str = ""  # the fault injected into this request, if any
+    response: Optional[str] = None  # the text sent back (None: no answer was sent)
 
 
 Responder = Callable[[Request], str]
@@ -167,6 +169,15 @@ class FaultPlan:
         return self._rng.choice(self.kinds)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed: the fake server should cost the benchmark little."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class FakeLLMServer:
     """The server runs an aiohttp application on its own event loop in a
     background thread, so one process can hold hundreds of slow requests open
@@ -226,7 +237,7 @@ class FakeLLMServer:
     def start(self) -> "FakeLLMServer":
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(target=self._serve, args=(ready, failure), daemon=True)
         self._thread.start()
         ready.wait(10)
@@ -361,6 +372,7 @@ class FakeLLMServer:
     async def _answer(self, http: web.Request, request: Request) -> web.StreamResponse:
         fault = self.faults.pick()
         if fault:
+            request.fault = fault
             with self._lock:
                 self.faults_injected[fault] += 1
         if fault == "400":
@@ -385,6 +397,7 @@ class FakeLLMServer:
         delay = self.latency + self.per_token_latency * _tokens(text)
         if delay:
             await self._serve_delay(delay, request.step)
+        request.response = text
         return web.Response(body=orjson.dumps(_completion_payload(request, text)), content_type="application/json")
 
 

@@ -25,6 +25,7 @@ from generation_functions.config import Config
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, iter_documents
+from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError, RunAborted
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
@@ -299,26 +300,43 @@ def stream_chunks(config: Config, report: RunReport, pretraining: PretrainingWri
 
 
 async def _run_chunks(ctx: RunContext, chunks: Iterator[Chunk], window: int) -> None:
-    """Keep up to `window` chunks in progress; the first failure that must stop
-    the run (an outage, a rejected key) cancels the rest."""
+    """Keep up to `window` chunks in progress.
+
+    A failure that must stop the run cancels the rest, except a spend cap:
+    then the requests already in flight are let finish and are stored, so
+    nothing that was paid for is lost.
+    """
     pending: set[asyncio.Task] = set()
     try:
         for chunk in chunks:
             ctx.progress.grow("chunks", 1)
             pending.add(asyncio.create_task(process_chunk(ctx, chunk)))
             if len(pending) >= window:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
+                pending = await _reap(pending)
         while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
+            pending = await _reap(pending)
+    except BudgetExceeded:
+        await asyncio.gather(*pending, return_exceptions=True)
+        pending = set()
+        raise
     finally:
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _reap(pending: set[asyncio.Task]) -> set[asyncio.Task]:
+    """Wait for at least one chunk to finish; re-raise the first failure.
+
+    On a failure the caller still holds the old set, finished tasks included;
+    gathering a finished task costs nothing.
+    """
+    done, still_pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    failures = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
+    if failures:
+        raise failures[0]
+    return still_pending
 
 
 def iter_results(output_dir: Path, keys: list[str]) -> Iterator[dict]:

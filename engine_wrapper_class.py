@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, Sequence, Union
+from typing import Awaitable, Callable, Optional, Protocol, Sequence, Union
 
 import orjson
 
@@ -176,12 +176,16 @@ class EngineWrapper:
         self.model = model
         self.budget = budget or Budget()
 
-    async def generate(self, prompt: Prompt, sampling: Sampling) -> Completion:
+    async def generate(
+        self, prompt: Prompt, sampling: Sampling, keep: Optional[Callable[[Completion], Awaitable[None]]] = None
+    ) -> Completion:
+        """Ask the model; `keep` stores the answer before the request's slot is
+        freed, so a killed run loses no more than CONCURRENCY_LIMIT answers."""
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                completion = await self._attempt(prompt, sampling)
+                completion = await self._attempt(prompt, sampling, keep)
             except TransientError as exc:
                 delay = self.retry.delay(attempt, exc.retry_after)
                 if time.monotonic() - started + delay > self.retry.max_seconds:
@@ -203,7 +207,7 @@ class EngineWrapper:
             self.stats.completion_tokens += completion.completion_tokens
             return completion
 
-    async def _attempt(self, prompt: Prompt, sampling: Sampling) -> Completion:
+    async def _attempt(self, prompt: Prompt, sampling: Sampling, keep) -> Completion:
         async with self.limiter:
             self.budget.before_request()
             index = self.pool.acquire()
@@ -214,7 +218,9 @@ class EngineWrapper:
                 failed = False
             finally:
                 self.pool.release(index, failed)
-        self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
+            self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
+            if keep is not None:
+                await keep(completion)
         return completion
 
     async def close(self) -> None:

@@ -89,9 +89,12 @@ class BoundStep(Generic[T]):
         stored = self.store.load(self.name, key)
         if stored is not None:
             return Completion(stored["response"], stored.get("finish_reason", ""), 0, 0), 0
-        completion = await self.engine.generate(rendered, self.step.sampling)
-        await self.store.save(self.name, key, _call_record(self.engine.model, rendered, self.step.sampling, completion))
-        return completion, 1
+
+        async def keep(completion: Completion) -> None:
+            record = _call_record(self.engine.model, rendered, self.step.sampling, completion)
+            await self.store.save(self.name, key, record)
+
+        return await self.engine.generate(rendered, self.step.sampling, keep), 1
 
 
 def _call_record(model: str, prompt: Prompt, sampling: Sampling, completion: Completion) -> dict[str, Any]:

@@ -92,16 +92,24 @@ def _one_line(text: str) -> str:
     return _WHITESPACE_RUN.sub(" ", text).strip()[:_MAX_TITLE_CHARS].strip()
 
 
+# C0 control characters other than tab, newline, form feed and carriage return:
+# they carry no text and some model servers reject them.
+_STRAY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
 def _looks_binary(sample: bytes) -> bool:
     """Binary content has NUL bytes (outside UTF-16/32) or many control characters."""
     if not sample:
         return False
     if any(sample.startswith(bom) for bom, _ in _BOMS):
         return False
-    if b"\x00" in sample:
-        return not _looks_like_utf16_without_bom(sample)
+    if b"\x00" in sample and _looks_like_utf16_without_bom(sample):
+        return False
+    # A stray NUL or escape code in a text file is damage, not a sign of binary
+    # data: binary formats are full of NULs and other control bytes.
+    nuls = sample.count(b"\x00")
     controls = len(sample.translate(None, _NOT_CONTROL_BYTES))  # C-level count
-    return controls / len(sample) > 0.05
+    return nuls > max(2, len(sample) * 0.002) or controls / len(sample) > 0.05
 
 
 def _looks_like_utf16_without_bom(sample: bytes) -> bool:
@@ -207,7 +215,7 @@ def _read_text(path: Path) -> str:
         raise _Skip("empty file")
     if _looks_binary(data[:_SNIFF_BYTES]):
         raise _Skip("binary file")
-    return _decode(data)
+    return _STRAY_CONTROLS.sub("", _decode(data))
 
 
 def _heading_title(text: str) -> str | None:

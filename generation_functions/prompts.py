@@ -138,3 +138,38 @@ def few_shot_outputs(prompt: Prompt) -> list[str]:
         if _INSTRUCTION in block:
             outputs.append(block.split(_INSTRUCTION, 1)[0].strip())
     return outputs
+
+
+def chat_to_completion(messages: Messages) -> str:
+    """The completion-mode (.txt) form of a chat prompt: the system text, then each
+    example as an instruction and its response, then the final instruction with an
+    open response for the model to continue."""
+    parts = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    for message in turns:
+        if message["role"] == "user":
+            parts.append(f"{_INSTRUCTION}\n{message['content']}")
+        else:
+            parts.append(f"{_RESPONSE}\n{message['content']}")
+    return "\n\n".join(parts) + f"\n\n{_RESPONSE}\n"
+
+
+def write_completion_prompts(folder: Path) -> list[Path]:
+    """Write NAME.txt beside every NAME.yaml in folder, so both modes stay in step."""
+    written = []
+    for chat_file in sorted(Path(folder).glob("*.yaml")):
+        messages = _parse_chat_prompt(chat_file.read_text(encoding="utf-8"), chat_file)
+        target = chat_file.with_suffix(".txt")
+        target.write_text(chat_to_completion(messages), encoding="utf-8")
+        written.append(target)
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m generation_functions.prompts PROMPT_FOLDER [...]  (writes NAME.txt from NAME.yaml)")
+    for folder_arg in sys.argv[1:]:
+        for path in write_completion_prompts(Path(folder_arg)):
+            print(f"wrote {path}")

@@ -94,3 +94,32 @@ def test_render_keeps_roles_and_does_not_touch_the_original():
 
 def test_every_step_can_fill_text_details():
     assert all("textdetails" in args for args in STEP_ARGUMENTS.values())
+
+
+def test_every_completion_prompt_is_the_chat_prompt_in_completion_form():
+    from pathlib import Path
+
+    from generation_functions.prompts import chat_to_completion
+
+    root = Path(__file__).resolve().parents[1]
+    chat_files = sorted(list(root.glob("prompts*/*.yaml")) + list(root.glob("prompt_overrides/*/*.yaml")))
+    assert len(chat_files) >= 12
+    for chat_file in chat_files:
+        messages = load_prompt(chat_file.stem, False, [chat_file.parent])
+        assert chat_file.with_suffix(".txt").read_text(encoding="utf-8") == chat_to_completion(messages), chat_file
+
+
+def test_write_completion_prompts(tmp_path):
+    from generation_functions.prompts import write_completion_prompts
+
+    (tmp_path / "check_answer.yaml").write_text(
+        "- role: system\n  content: Judge ACCURATE or INACCURATE.\n"
+        "- role: user\n  content: example input\n- role: assistant\n  content: |-\n    reasoning\n    ACCURATE\n"
+        "- role: user\n  content: '{text}'\n"
+    )
+    written = write_completion_prompts(tmp_path)
+    assert written == [tmp_path / "check_answer.txt"]
+    assert written[0].read_text() == (
+        "Judge ACCURATE or INACCURATE.\n\n### Instruction:\nexample input\n\n### Response:\nreasoning\nACCURATE"
+        "\n\n### Instruction:\n{text}\n\n### Response:\n"
+    )

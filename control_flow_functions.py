@@ -277,8 +277,15 @@ class ChunkIndex:
     keys: list[str] = field(default_factory=list)
 
 
-def stream_chunks(config: Config, report: RunReport, pretraining: PretrainingWriter, index: ChunkIndex) -> Iterator[Chunk]:
-    """Documents are read one at a time; each feeds the pretraining corpus and its chunks."""
+def stream_chunks(
+    config: Config, report: RunReport, pretraining: PretrainingWriter, index: ChunkIndex
+) -> Iterator[Optional[Chunk]]:
+    """Documents are read one at a time; each feeds the pretraining corpus and its chunks.
+
+    With USE_SUBSET the remaining documents still go into the pretraining
+    corpus, without being chunked; None is yielded after each of them so the
+    caller can let requests run in between.
+    """
 
     def documents() -> Iterator[Document]:
         for item in iter_documents(config.input_dir):
@@ -291,15 +298,18 @@ def stream_chunks(config: Config, report: RunReport, pretraining: PretrainingWri
             yield item
 
     limit = config.system.SUBSET_SIZE if config.system.USE_SUBSET else None
-    for chunk in chunk_documents(documents(), config.system.CHUNK_SIZE):
-        if limit is not None and len(index.keys) >= limit:
-            continue  # keep reading: the pretraining corpus takes every document
+    readable = documents()
+    for chunk in chunk_documents(readable, config.system.CHUNK_SIZE):
         index.keys.append(chunk.key)
         report.keep("chunks", chunk.source)
         yield chunk
+        if limit is not None and len(index.keys) >= limit:
+            break
+    for _ in readable:
+        yield None
 
 
-async def _run_chunks(ctx: RunContext, chunks: Iterator[Chunk], window: int) -> None:
+async def _run_chunks(ctx: RunContext, chunks: Iterator[Optional[Chunk]], window: int) -> None:
     """Keep up to `window` chunks in progress.
 
     A failure that must stop the run cancels the rest, except a spend cap:
@@ -309,6 +319,11 @@ async def _run_chunks(ctx: RunContext, chunks: Iterator[Chunk], window: int) -> 
     pending: set[asyncio.Task] = set()
     try:
         for chunk in chunks:
+            # Reading and chunking run on this thread: let requests go out and
+            # answers come in between two chunks, not only once the window fills.
+            await asyncio.sleep(0)
+            if chunk is None:
+                continue
             ctx.progress.grow("chunks", 1)
             pending.add(asyncio.create_task(process_chunk(ctx, chunk)))
             if len(pending) >= window:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional, Protocol, Sequence, Union
 
+import aiohttp
 import orjson
 
 from generation_functions.budget import Budget, Price
@@ -280,9 +281,7 @@ class _OpenAIHTTPBackend:
     def _completion(self, choice: dict, usage: dict) -> Completion:
         raise NotImplementedError
 
-    def _get_session(self):
-        import aiohttp
-
+    def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),
@@ -291,8 +290,6 @@ class _OpenAIHTTPBackend:
         return self._session
 
     async def call(self, prompt: Prompt, sampling: Sampling) -> Completion:
-        import aiohttp
-
         body = orjson.dumps(self._body(prompt, sampling))
         try:
             async with self._get_session().post(self._endpoint, data=body, headers=self._headers) as response:

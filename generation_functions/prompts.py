@@ -21,6 +21,7 @@ from generation_functions.errors import PromptError
 
 PLACEHOLDERS = ("text", "textdetails", "question", "answer", "question_answer_list")
 _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ten times faster
 _ROLES = frozenset({"system", "user", "assistant"})
 
 Messages = list[dict[str, str]]
@@ -67,7 +68,7 @@ def load_prompt(name: str, completion_mode: bool, prompt_dirs: Sequence[Path]) -
 
 def _parse_chat_prompt(raw: str, path: Path) -> Messages:
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise PromptError(f"prompt file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, list) or not data:

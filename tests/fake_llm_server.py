@@ -300,10 +300,24 @@ class FakeLLMServer:
                 "service_seconds": self.service_seconds,
                 "service_by_step": dict(self.service_by_step),
                 "busy_span_seconds": span,
+                "first_request_at": self.first_request_at,
+                "last_response_at": self.last_response_at,
                 "mean_in_flight": self._in_flight_area / span if span > 0 else 0.0,
                 "peak_in_flight": self.peak_in_flight,
                 "faults": dict(self.faults_injected),
             }
+
+    def reset_stats(self) -> None:
+        """Forget what came before (a benchmark's warm-up)."""
+        with self._lock:
+            self.requests.clear()
+            self.faults_injected.clear()
+            self.service_seconds = 0.0
+            self.service_by_step.clear()
+            self._in_flight_area = 0.0
+            self._last_change = time.monotonic()
+            self.first_request_at = self.last_response_at = None
+            self.peak_in_flight = self.in_flight
 
     # bookkeeping (called on the server loop; the lock guards readers in other threads)
     def respond(self, request: Request) -> str:
@@ -350,6 +364,9 @@ class FakeLLMServer:
         if http.method == "GET":
             if http.path == "/stats":
                 return web.json_response(self.stats())
+            if http.path == "/stats/reset":
+                self.reset_stats()
+                return web.json_response({"reset": True})
             if http.path.rstrip("/").endswith("/models"):
                 return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
             return web.json_response({"error": {"message": "not found"}}, status=404)

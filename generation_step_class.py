@@ -16,7 +16,7 @@ from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from engine_wrapper_class import Completion, EngineWrapper, Prompt, Sampling
 from generation_functions.errors import ParseError, RequestRejected
-from generation_functions.prompts import render
+from generation_functions.prompts import placeholders_in, render
 from generation_functions.store import CallStore, work_key
 
 log = logging.getLogger("verustoolkit")
@@ -56,6 +56,8 @@ class BoundStep(Generic[T]):
         self.store = store
         # Attempts whose output did not parse, by reason, for the run report.
         self.failures: Counter = Counter()
+        self.template_id = store.save_template(step.prompt_name, prompt)
+        self.placeholders = sorted(placeholders_in(prompt))
 
     @property
     def name(self) -> str:
@@ -67,7 +69,7 @@ class BoundStep(Generic[T]):
         for attempt in range(self.step.retries + 1):
             key = work_key(self.name, self.engine.model, rendered, self.step.sampling.as_dict(), slot, attempt)
             try:
-                completion, fresh = await self._complete(key, rendered)
+                completion, fresh = await self._complete(key, rendered, values)
             except RequestRejected as exc:
                 self.failures["request rejected"] += 1
                 return StepOutcome(None, f"request rejected: {exc}", last_output, made)
@@ -85,23 +87,29 @@ class BoundStep(Generic[T]):
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
         return StepOutcome(None, reason, last_output, made)
 
-    async def _complete(self, key: str, rendered: Prompt) -> tuple[Completion, int]:
+    async def _complete(self, key: str, rendered: Prompt, values: Mapping[str, str]) -> tuple[Completion, int]:
         stored = self.store.load(self.name, key)
         if stored is not None:
             return Completion(stored["response"], stored.get("finish_reason", ""), 0, 0), 0
 
         async def keep(completion: Completion) -> None:
-            record = _call_record(self.engine.model, rendered, self.step.sampling, completion)
+            used = {name: values[name] for name in self.placeholders}
+            record = _call_record(self.engine.model, self.template_id, used, self.step.sampling, completion)
             await self.store.save(self.name, key, record)
 
         return await self.engine.generate(rendered, self.step.sampling, keep), 1
 
 
-def _call_record(model: str, prompt: Prompt, sampling: Sampling, completion: Completion) -> dict[str, Any]:
+def _call_record(
+    model: str, template_id: str, values: dict[str, str], sampling: Sampling, completion: Completion
+) -> dict[str, Any]:
+    """What a person needs to read one call: the prompt template's id (its file is
+    in templates/), the values filled into it, and the model's answer."""
     return {
         "model": model,
         "sampling": sampling.as_dict(),
-        "prompt": prompt,
+        "template": template_id,
+        "values": values,
         "response": completion.text,
         "finish_reason": completion.finish_reason,
         "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +22,7 @@ from typing import Any, Optional
 import orjson
 
 CALLS_DIR = "calls"
+TEMPLATES_DIR = "templates"
 
 
 def work_key(*parts: Any) -> str:
@@ -29,21 +30,34 @@ def work_key(*parts: Any) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
+_TEMPORARY_NUMBERS = itertools.count()
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     """Write to a temporary file beside path, then rename over it.
 
     The rename alone protects against a killed process. `durable` also syncs to
     disk (against power loss); per-call records skip it because a record lost
     that way reads as missing, which costs one repeated request, not bad data.
+    The temporary name is unique to this process and write, so no random names
+    and no retries are needed (file creation is the costly part here).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    temporary = path.parent / f".tmp-{os.getpid()}-{next(_TEMPORARY_NUMBERS)}"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fd = os.open(temporary, _CREATE, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temporary, _CREATE, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -53,14 +67,12 @@ def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
         raise
 
 
-def dumps_readable(data: Any) -> str:
-    """Indented JSON for files people read; orjson, because the standard
-    library's indenting encoder is pure Python and costs a millisecond a call."""
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode("utf-8")
+def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
 def atomic_write_json(path: Path, data: Any, durable: bool = False) -> None:
-    atomic_write_text(path, dumps_readable(data), durable)
+    atomic_write_bytes(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), durable)
 
 
 def read_json(path: Path) -> Optional[Any]:
@@ -92,11 +104,26 @@ class CallStore:
         self.root = Path(output_dir) / CALLS_DIR
         self.hits = 0
         self.writer = writer or BackgroundWriter()
+        self._listing: dict[str, set[str]] = {}
 
     def path(self, step: str, key: str) -> Path:
         return self.root / step / f"{key}.json"
 
+    def _stored_names(self, step: str) -> set[str]:
+        """The call files a step had when the run started, listed once: a fresh
+        run then asks the disk nothing per call, and a resumed one one listing."""
+        names = self._listing.get(step)
+        if names is None:
+            try:
+                names = {entry.name for entry in os.scandir(self.root / step) if entry.name.endswith(".json")}
+            except FileNotFoundError:
+                names = set()
+            self._listing[step] = names
+        return names
+
     def load(self, step: str, key: str) -> Optional[dict]:
+        if f"{key}.json" not in self._stored_names(step):
+            return None
         record = read_json(self.path(step, key))
         if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("response"), str):
             return None
@@ -105,3 +132,17 @@ class CallStore:
 
     async def save(self, step: str, key: str, record: dict) -> None:
         await self.writer.write_json(self.path(step, key), {"key": key, **record})
+        self._stored_names(step).add(f"{key}.json")
+
+    def save_template(self, step: str, prompt: Any) -> str:
+        """Store a step's prompt template once; calls refer to it by id.
+
+        Calls of one step share their instructions and few-shot examples, which
+        are most of every prompt, so each call file keeps only the values filled
+        in. That makes the files several times smaller, and so faster to write.
+        """
+        template_id = work_key(prompt)[:16]
+        path = self.root / step / TEMPLATES_DIR / f"{template_id}.json"
+        if read_json(path) is None:
+            atomic_write_json(path, {"template": template_id, "prompt": prompt})
+        return template_id

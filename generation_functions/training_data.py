@@ -68,8 +68,8 @@ from generation_functions.datasets import (
     jsonl_line,
 )
 from generation_functions.errors import VerusToolkitError
+from generation_functions.store import CALLS_DIR, TEMPLATES_DIR
 
-CALLS_DIR = "calls"
 EVAL_DIR = "eval"
 PROMPTS_DIR = "prompts_used"
 CARD = "README.md"
@@ -77,8 +77,6 @@ MANIFEST = "manifest.json"
 EVAL_QA_CHAT = "qa_chat.jsonl"
 # The files a folder must hold at least one of to count as an OUTPUT folder.
 INPUT_DATASETS = (PLAIN_QA, SHAREGPT_NO_RAG, SHAREGPT_RAG, PRETRAINING_JSONL)
-# How many stored model calls per step are read to recover the prompt used.
-PROMPT_SAMPLE = 200
 
 ROLE_OF = {"system": "system", "human": "user", "gpt": "assistant"}
 # System prompt of eval/qa_chat.jsonl when no input folder has a conversation to
@@ -341,7 +339,7 @@ class PromptUse:
     step: str
     calls_read: int
     calls_total: int
-    text: str  # the part every sampled call of the step shares: the prompt itself
+    text: str  # the prompt template, placeholders unfilled
 
     @property
     def digest(self) -> str:
@@ -395,41 +393,26 @@ def _prompt_text(prompt: Any) -> str:
     return ""
 
 
-def _common_prefix(texts: list[str]) -> str:
-    if not texts:
-        return ""
-    low, high = min(texts), max(texts)
-    size = 0
-    for a, b in zip(low, high):
-        if a != b:
-            break
-        size += 1
-    return low[:size]
+def read_prompt_uses(folder: Path, label: str) -> list[PromptUse]:
+    """The prompts each step used, from the templates the run stored.
 
-
-def read_prompt_uses(folder: Path, label: str, sample: int = PROMPT_SAMPLE) -> list[PromptUse]:
-    """The prompt each step used, recovered from the stored calls of the run.
-
-    Every call of a step renders the same prompt file with different chunk text,
-    so what the sampled calls share from their start is the prompt's fixed part
-    (its instructions and examples, up to the first filled-in placeholder).
+    A run stores each step's prompt template once (calls/<step>/templates/) and
+    every call refers to one; a template's text is the prompt as written, its
+    placeholders unfilled.
     """
     root = folder / CALLS_DIR
     uses: list[PromptUse] = []
     if not root.is_dir():
         return uses
     for step_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(step_dir.glob("*.json"))
-        texts = []
-        for path in files[:sample]:
+        calls = sum(1 for _ in step_dir.glob("*.json"))
+        for path in sorted((step_dir / TEMPLATES_DIR).glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
             if isinstance(record, dict) and "prompt" in record:
-                texts.append(_prompt_text(record["prompt"]))
-        if texts:
-            uses.append(PromptUse(label, step_dir.name, len(texts), len(files), _common_prefix(texts)))
+                uses.append(PromptUse(label, step_dir.name, calls, calls, _prompt_text(record["prompt"])))
     return uses
 
 
@@ -995,8 +978,8 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "## Prompts used",
         "",
         "Recovered from each run: the final system prompts from the conversation files, and each generation "
-        f"step's prompt as the text its stored calls (up to {PROMPT_SAMPLE} per step) share, i.e. the prompt up to "
-        "its first filled-in placeholder. Full texts are in `prompts_used/`.",
+        "step's prompt template as the run stored it (`calls/<step>/templates/`), placeholders unfilled. "
+        "Full texts are in `prompts_used/`.",
         "",
         "| step | file | used by | first line |",
         "|---|---|---|---|",

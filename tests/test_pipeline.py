@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from generation_functions.prompts import render
 from generation_functions.datasets import DATASET_FILES, MASTER_LIST, PLAIN_QA, SHAREGPT_NO_RAG, SHAREGPT_RAG
 from tests.conftest import REPO, run_processing, write_config
 from tests.fake_llm_server import (
@@ -48,12 +49,13 @@ def full_run(tmp_path_factory):
         result = run_processing(config)
         steps = server.steps_seen()
         models = {(r.step, r.model) for r in server.requests}
+        requests = list(server.requests)
     assert result.returncode == 0, result.stderr
-    return tmp / "output", result, steps, models, config
+    return tmp / "output", result, steps, models, config, requests
 
 
 def test_every_output_file_is_written_and_parses(full_run):
-    out, result, _, _, _ = full_run
+    out, result, _, _, _, _ = full_run
     for name in DATASET_FILES:
         assert (out / name).is_file(), name
         if name.endswith(".jsonl"):
@@ -75,7 +77,7 @@ def test_qa_pairs_carry_their_source_and_chunk(full_run):
 
 
 def test_sharegpt_rows_alternate_after_the_system_prompt(full_run):
-    out, _, _, _, config = full_run
+    out, _, _, _, config, _ = full_run
     import yaml
 
     system = yaml.safe_load(config.read_text())["SYSTEM"]
@@ -120,12 +122,15 @@ def test_pretraining_corpus_has_every_document(full_run):
 
 
 def test_every_model_call_is_recorded_per_step(full_run):
-    out, _, steps, _, _ = full_run
+    out, _, steps, _, _, requests = full_run
     for step in STEP_FOLDERS:
         files = list((out / "calls" / step).glob("*.json"))
         assert len(files) == steps[step], step
         record = json.loads(files[0].read_text())
-        assert record["prompt"] and record["response"]
+        assert record["values"] and record["response"]
+        template = json.loads((out / "calls" / step / "templates" / f"{record['template']}.json").read_text())
+        rendered = render(template["prompt"], record["values"])
+        assert rendered[-1]["content"] in {r.body["messages"][-1]["content"] for r in requests if r.step == step}
     results = list((out / "chunk_results").glob("*.json"))
     assert len(results) == steps[QUESTION_GENERATION]
     sample = json.loads(results[0].read_text())
@@ -139,7 +144,7 @@ def test_conversations_use_the_large_model(full_run):
 
 
 def test_report_counts_requests_tokens_and_stages(full_run):
-    out, _, steps, _, _ = full_run
+    out, _, steps, _, _, _ = full_run
     report = json.loads((out / "run_report.json").read_text())
     assert report["requests"]["made"] == sum(steps.values())
     assert report["requests"]["prompt_tokens"] > 0 and report["requests"]["completion_tokens"] > 0
@@ -149,7 +154,7 @@ def test_report_counts_requests_tokens_and_stages(full_run):
 
 
 def test_second_run_makes_no_request_and_writes_the_same_data(full_run):
-    out, _, _, _, config = full_run
+    out, _, _, _, config, _ = full_run
     before = dataset_bytes(out)
     with FakeLLMServer() as server:
         config.write_text(config.read_text().replace(_url_in(config), server.base_url))

@@ -35,7 +35,10 @@ ANSWER_CHECK = "check_answer"
 CONTEXT_REPAIR = "check_qatuple_context_no_filenames"
 CONVERSATION = "multi_turn_assistant_conversation"
 
-FAULTS = ("429", "500", "502", "503", "timeout", "drop", "empty", "truncated", "refusal", "noverdict")
+# Transport faults the client must retry, then content faults it must parse and
+# reject: "cut" ends the connection halfway through the body, "truncated" sends a
+# complete response whose text was cut short.
+FAULTS = ("429", "500", "502", "503", "timeout", "drop", "cut", "empty", "truncated", "refusal", "noverdict")
 
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v2/chat"})
 _FENCE = re.compile(r'"""\n?(.*?)\n?"""', re.DOTALL)
@@ -386,6 +389,16 @@ class FakeLLMServer:
         finally:
             self._leave()
 
+    @staticmethod
+    async def _cut_short(http: web.Request, body: bytes) -> web.StreamResponse:
+        """Promise the whole body, send half of it, and hang up."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(http)
+        await response.write(body[: len(body) // 2])
+        http.transport.close()
+        raise asyncio.CancelledError()
+
     async def _answer(self, http: web.Request, request: Request) -> web.StreamResponse:
         fault = self.faults.pick()
         if fault:
@@ -415,6 +428,9 @@ class FakeLLMServer:
         if delay:
             await self._serve_delay(delay, request.step)
         request.response = text
+        if fault == "cut":
+            request.response = None
+            return await self._cut_short(http, orjson.dumps(_completion_payload(request, text)))
         return web.Response(body=orjson.dumps(_completion_payload(request, text)), content_type="application/json")
 
 

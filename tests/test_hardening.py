@@ -102,9 +102,10 @@ def test_a_run_with_20_percent_faults_completes_and_counts_every_failure(tmp_pat
     out = tmp_path / "output"
     report = json.loads((out / "run_report.json").read_text())
     assert report["status"] == "finished"
-    assert set(injected) >= {"429", "500", "503", "drop", "empty", "refusal"}
+    assert set(injected) >= {"429", "500", "503", "drop", "cut", "empty", "refusal"}
     retried = report["requests"]["retry_reasons"]
-    transport_faults = sum(injected.get(k, 0) for k in ("429", "500", "502", "503", "timeout", "drop"))
+    assert retried.get("truncated response", 0) == injected["cut"]
+    transport_faults = sum(injected.get(k, 0) for k in ("429", "500", "502", "503", "timeout", "drop", "cut"))
     assert report["requests"]["retries"] == sum(retried.values()) == transport_faults
     assert retried.get("HTTP 429") == injected["429"]
     failures = sum(sum(step.values()) for step in report["step_failures"].values())

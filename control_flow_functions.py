@@ -42,6 +42,8 @@ CONVERSATION = "multi_turn_assistant_conversation"
 STEP_NAMES = (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION)
 
 RESULTS_DIR = "chunk_results"
+# The chunk keys of the latest run, in order: which chunk_results belong to it.
+CHUNK_INDEX = "chunk_index.json"
 # At most this many stop sequences: OpenAI's API rejects more than four.
 STOP_SEQUENCES = ("### Instruction:", "<|eot_id|>", "<|im_end|>", "</s>")
 
@@ -432,6 +434,7 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
         await _run_chunks(ctx, stream_chunks(config, report, pretraining, index), window)
     except BaseException as exc:
         pretraining.close(ok=False)
+        atomic_write_json(output_dir / CHUNK_INDEX, {"keys": index.keys})
         _write_report(ctx, engines, store, started, status=f"stopped: {_describe_stop(exc)}")
         raise
     finally:
@@ -439,6 +442,7 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
         writer.close()
         await engines.close()
     pretraining.close(ok=True)
+    atomic_write_json(output_dir / CHUNK_INDEX, {"keys": index.keys})
     if not index.keys:
         raise InputError(f"no text to work on in {config.input_dir} (every file was empty or unreadable)")
     counts = write_datasets(

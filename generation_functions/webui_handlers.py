@@ -65,6 +65,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "SKIP": SkipSection,
 }
 RESULTS_DIR = "chunk_results"  # as in control_flow_functions (not imported: it pulls in the engine)
+CHUNK_INDEX = "chunk_index.json"
 RESUME_HINT = "Start the run again to resume; finished work is kept."
 
 # ---------------------------------------------------------------- settings
@@ -723,11 +724,17 @@ def read_run_report(output_dir: Path) -> Optional[dict]:
 
 
 def load_chunk_results(output_dir: Path) -> list[dict]:
-    """Every chunk's stored result, by source file and chunk number."""
+    """The latest run's chunk results (every stored one for an older OUTPUT
+    without a chunk index), by source file and chunk number."""
     folder = output_dir / RESULTS_DIR
     if not folder.is_dir():
         return []
-    results = [read_json(path) for path in folder.glob("*.json")]
+    index = read_json(output_dir / CHUNK_INDEX)
+    if isinstance(index, dict) and isinstance(index.get("keys"), list):
+        paths = [folder / f"{key}.json" for key in dict.fromkeys(index["keys"]) if isinstance(key, str)]
+    else:
+        paths = list(folder.glob("*.json"))
+    results = [read_json(path) for path in paths]
     valid = [r for r in results if isinstance(r, dict) and "key" in r]
     return sorted(valid, key=lambda r: (str(r.get("source", "")), r.get("chunk_index", 0)))
 

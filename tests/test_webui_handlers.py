@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -469,3 +470,15 @@ def test_report_summary_uses_processing_py_s_text(finished_run):
     report = ui.read_run_report(output_dir)
     assert "Run summary" in ui.report_markdown(report)
     assert ui.read_run_report(output_dir / "missing") is None
+
+
+def test_results_show_only_the_latest_runs_chunks(finished_run, tmp_path):
+    _, output_dir = finished_run
+    copy = tmp_path / "output"
+    shutil.copytree(output_dir, copy)
+    stale = dict(json.loads(next((copy / "chunk_results").glob("*.json")).read_text()), key="0" * 64, source="old.md")
+    (copy / "chunk_results" / f"{'0' * 64}.json").write_text(json.dumps(stale))
+    sources = {r["source"] for r in ui.load_chunk_results(copy)}
+    assert sources == {"verusid.md", "baskets.md"}
+    (copy / "chunk_index.json").unlink()  # an OUTPUT from before the index: everything stored is shown
+    assert "old.md" in {r["source"] for r in ui.load_chunk_results(copy)}

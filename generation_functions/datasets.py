@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
+
+from generation_functions.store import discard, open_temporary
 
 PLAIN_QA = "plain_qa_list.jsonl"
 SHAREGPT_NO_RAG = "simplified_data_no_rag.jsonl"
@@ -28,9 +29,9 @@ _SPEAKER_TO_SHAREGPT = {"User": "human", "AI Assistant": "gpt"}
 
 @contextmanager
 def atomic_text_file(path: Path) -> Iterator[TextIO]:
-    """Stream into a temporary file beside path; rename into place only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    """Stream into a temporary file beside path; rename into place only on success.
+    Datasets are synced to disk: they are what a run is for."""
+    fd, temporary = open_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             yield handle
@@ -38,10 +39,7 @@ def atomic_text_file(path: Path) -> Iterator[TextIO]:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+        discard(temporary)
         raise
 
 

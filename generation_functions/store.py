@@ -34,21 +34,32 @@ _TEMPORARY_NUMBERS = itertools.count()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
+def open_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside path, named uniquely for this process and write (no random
+    names, no retries: file creation is the costly part here), and its descriptor."""
+    temporary = path.parent / f".tmp-{os.getpid()}-{next(_TEMPORARY_NUMBERS)}"
+    try:
+        return os.open(temporary, _CREATE, 0o644), temporary
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(temporary, _CREATE, 0o644), temporary
+
+
+def discard(temporary: Path) -> None:
+    try:
+        os.unlink(temporary)
+    except FileNotFoundError:
+        pass
+
+
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     """Write to a temporary file beside path, then rename over it.
 
     The rename alone protects against a killed process. `durable` also syncs to
     disk (against power loss); per-call records skip it because a record lost
     that way reads as missing, which costs one repeated request, not bad data.
-    The temporary name is unique to this process and write, so no random names
-    and no retries are needed (file creation is the costly part here).
     """
-    temporary = path.parent / f".tmp-{os.getpid()}-{next(_TEMPORARY_NUMBERS)}"
-    try:
-        fd = os.open(temporary, _CREATE, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(temporary, _CREATE, 0o644)
+    fd, temporary = open_temporary(path)
     try:
         try:
             view = memoryview(data)
@@ -60,10 +71,7 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
             os.close(fd)
         os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+        discard(temporary)
         raise
 
 

@@ -44,12 +44,13 @@ def input_documents() -> dict[str, str]:
 def full_run(tmp_path_factory):
     """One uninterrupted run on raw_text_input, shared by the checks below."""
     tmp = tmp_path_factory.mktemp("full")
-    with FakeLLMServer() as server:
+    with FakeLLMServer(latency=0.05) as server:
         config = write_config(tmp / "config.yaml", server.base_url)
         result = run_processing(config)
         steps = server.steps_seen()
         models = {(r.step, r.model) for r in server.requests}
         requests = list(server.requests)
+        assert 1 < server.peak_in_flight <= 8  # CONCURRENCY_LIMIT in write_config
     assert result.returncode == 0, result.stderr
     return tmp / "output", result, steps, models, config, requests
 
@@ -276,3 +277,14 @@ def test_literal_braces_in_documents_are_data(tmp_path):
         assert "{question} or {text} or {data}" in generation.user
     rag = read_jsonl(tmp_path / "output" / SHAREGPT_RAG)
     assert "{question} or {text} or {data}" in rag[0]["conversations"][0]["value"]
+
+
+def test_stop_sequences_follow_the_stop_setting(tmp_path):
+    with FakeLLMServer() as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url, SYSTEM={"STOP": False, "USE_SUBSET": True, "SUBSET_SIZE": 1})
+        assert run_processing(config).returncode == 0
+        assert server.requests and all("stop" not in r.body for r in server.requests)
+        config = write_config(tmp_path / "config.yaml", server.base_url, SYSTEM={"STOP": True, "USE_SUBSET": True, "SUBSET_SIZE": 1}, PATH={"OUTPUT": str(tmp_path / "other")})
+        first = server.count()
+        assert run_processing(config).returncode == 0
+        assert all("### Instruction:" in r.body["stop"] and len(r.body["stop"]) <= 4 for r in server.requests[first:])

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_budget, make_engine
 from generation_functions import output_processors as parsers
@@ -26,7 +26,7 @@ from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, iter_documents
 from generation_functions.budget import BudgetExceeded
-from generation_functions.errors import InputError, RunAborted
+from generation_functions.errors import InputError
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
 from generation_functions.store import BackgroundWriter, CallStore, atomic_write_json, read_json

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from generation_functions.config import ConfigError, config_from_dict, load_config
-from tests.conftest import REPO, run_processing, write_config
+from tests.conftest import REPO, run_processing
 
 
 def base(tmp_path: Path) -> dict:

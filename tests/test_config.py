@@ -132,12 +132,28 @@ def test_unreadable_config_files(tmp_path, content, message):
         load_config(path)
 
 
+@pytest.mark.parametrize("breaker,message", MISTAKES, ids=[m for _, m in MISTAKES])
+def test_processing_exits_2_naming_the_key(tmp_path, capsys, breaker, message):
+    """Every mistake of the catalogue, through processing.py's own entry point."""
+    import processing
+
+    data = base(tmp_path)
+    breaker(data)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert processing.main(["--config", str(path), "--no-progress"]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and stderr.startswith("error: ")
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize(
     "breaker,message",
     [MISTAKES[0], MISTAKES[4], MISTAKES[10], MISTAKES[21]],
     ids=["misspelt", "negative", "unknown-mode", "missing-input"],
 )
 def test_processing_exits_2_without_traceback(tmp_path, breaker, message):
+    """A few of them as a user meets them: a separate process."""
     data = base(tmp_path)
     breaker(data)
     path = tmp_path / "config.yaml"

@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args()
     server_args = argparse.Namespace(latency=0.0, per_token_latency=0.0, capacity=0, max_pairs=1)
-    with tempfile.TemporaryDirectory() as tmp:
+    workdir = REPO / "benchmarks" / ".runs"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         corpus = Path(tmp) / "in"
         written = generate_corpus(corpus, args.size_mb)
         process, base = start_server(server_args)

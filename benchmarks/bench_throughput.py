@@ -113,7 +113,8 @@ def longest_chain(output: Path, keys: list[str], per_step: dict[str, float], cou
 def run(args: argparse.Namespace) -> dict:
     process, base = start_server(args)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
             config = config_from_dict(
                 {
                     "API": {"BASE_URL": base + "/v1", "LOGICAL_MODEL": "small", "LARGE_LOGICAL_MODEL": "large"},
@@ -179,6 +180,12 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=3, help="pairs the fake model writes per chunk")
     parser.add_argument("--chunk-size", type=int, default=1900)
     parser.add_argument("--input", type=Path, default=WIKI)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "benchmarks" / ".runs",
+        help="where the run's OUTPUT goes (on the disk a real OUTPUT would use; some /tmp mounts are much slower)",
+    )
     args = parser.parse_args()
     if not args.input.is_dir():
         raise SystemExit(f"input folder {args.input} not found (needs ../shared/verus_corpus)")

@@ -14,6 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from control_flow_functions import (
+    ANSWER_CHECK,
+    CONTEXT_REPAIR,
+    CONVERSATION,
+    QUESTION_CHECK,
+    QUESTION_GENERATION,
+    STEP_NAMES,
+)
 from generation_functions.conversation_check import check_conversation
 from generation_functions.errors import ParseError
 from generation_functions.output_processors import (
@@ -34,12 +42,11 @@ from generation_functions.prompts import (
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT / "prompts"
 
-GEN = "qatuples_gen_no_filenames"
-CHECK_QUESTION = "check_question"
-CHECK_ANSWER = "check_answer"
-REPAIR = "check_qatuple_context_no_filenames"
-CONVERSATION = "multi_turn_assistant_conversation"
-STEPS = (GEN, CHECK_QUESTION, CHECK_ANSWER, REPAIR, CONVERSATION)
+GEN = QUESTION_GENERATION
+CHECK_QUESTION = QUESTION_CHECK
+CHECK_ANSWER = ANSWER_CHECK
+REPAIR = CONTEXT_REPAIR
+STEPS = STEP_NAMES
 
 
 def _sets() -> dict[str, list[Path]]:

@@ -206,6 +206,9 @@ def _check_paths(config: Config, source: str, check_input: bool) -> None:
     for key, folder in (("PATH.DEFAULT_PROMPTS", config.default_prompts_dir), ("PATH.PROMPTS", config.prompts_dir)):
         if not folder.is_dir():
             raise ConfigError(f"{source}: {key} folder {folder} does not exist")
+    if config.output_dir.resolve().is_relative_to(config.input_dir.resolve()):
+        # A rerun would read its own datasets back in as documents.
+        raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} is inside PATH.INPUT {config.input_dir}")
     if config.output_dir.exists() and not config.output_dir.is_dir():
         raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} exists and is not a folder")
 

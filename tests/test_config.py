@@ -96,6 +96,9 @@ MISTAKES = [
     (lambda d: _set(d, "PATH.DEFAULT_PROMPTS", "nowhere"), "PATH.DEFAULT_PROMPTS folder"),
     (lambda d: _set(d, "SYSTEM.FINAL_ASSISTANT_PROMPT_RAG", ["a"]), "SYSTEM.FINAL_ASSISTANT_PROMPT_RAG"),
     (lambda d: _set(d, "SYSTEM.MAX_RETRY_SECONDS", -1), "SYSTEM.MAX_RETRY_SECONDS"),
+    (lambda d: _set(d, "PATH.OUTPUT", "in/out"), "PATH.OUTPUT"),
+    (lambda d: d.update(BUDGET={"MAX_COST": 1.0}), "BUDGET.MAX_COST needs a price"),
+    (lambda d: d.update(BUDGET={"MAX_TOKENS": -5}), "BUDGET.MAX_TOKENS"),
     (lambda d: (_set(d, "SYSTEM.MODE", "cohere"), _set(d, "SYSTEM.COMPLETION_MODE", True)), "SYSTEM.COMPLETION_MODE"),
 ]
 

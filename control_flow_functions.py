@@ -29,7 +29,7 @@ from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
-from generation_functions.store import BackgroundWriter, CallStore, atomic_write_json, read_json
+from generation_functions.store import CallStore, atomic_write_json, read_json
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 log = logging.getLogger("verustoolkit")
@@ -82,7 +82,6 @@ class RunContext:
     report: RunReport
     output_dir: Path
     progress: "ProgressSink"
-    writer: BackgroundWriter
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         ctx.report.toss("question_generation", chunk.source, "no usable questions")
         result["failure"] = {"stage": "question_generation", "reason": outcome.reason, "raw_output": outcome.raw_output}
         ctx.progress.advance("chunks")
-        return await _save_result(ctx, result)
+        return _save_result(ctx, result)
     raw_pairs = outcome.value
     result["raw_pairs"] = [list(p) for p in raw_pairs]
     ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
@@ -245,7 +244,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
             ctx.report.toss("conversation", chunk.source, _conversation_category(conversation["reason"]))
             result["failure"] = {"stage": "conversation", "reason": conversation["reason"]}
         ctx.progress.advance("conversations")
-    return await _save_result(ctx, result)
+    return _save_result(ctx, result)
 
 
 def _conversation_category(reason: str) -> str:
@@ -254,8 +253,8 @@ def _conversation_category(reason: str) -> str:
     return "failed the conversation check"
 
 
-async def _save_result(ctx: RunContext, result: dict) -> dict:
-    await ctx.writer.write_json(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
+def _save_result(ctx: RunContext, result: dict) -> dict:
+    atomic_write_json(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
     return result
 
 
@@ -420,13 +419,12 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     remove_stale_temporaries(output_dir)
     report = RunReport()
     engines = Engines.build(config)
-    writer = BackgroundWriter()
-    store = CallStore(output_dir, writer)
+    store = CallStore(output_dir)
     steps = {
         name: BoundStep(step, prompts[name], engines.large if name == CONVERSATION else engines.logical, store)
         for name, step in build_steps(config.system.STOP).items()
     }
-    ctx = RunContext(config, steps, report, output_dir, progress, writer)
+    ctx = RunContext(config, steps, report, output_dir, progress)
     index = ChunkIndex()
     pretraining = PretrainingWriter(output_dir)
     try:
@@ -439,7 +437,6 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
         raise
     finally:
         progress.close()
-        writer.close()
         await engines.close()
     pretraining.close(ok=True)
     atomic_write_json(output_dir / CHUNK_INDEX, {"keys": index.keys})

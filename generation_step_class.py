@@ -95,7 +95,7 @@ class BoundStep(Generic[T]):
         async def keep(completion: Completion) -> None:
             used = {name: values[name] for name in self.placeholders}
             record = _call_record(self.engine.model, self.template_id, used, self.step.sampling, completion)
-            await self.store.save(self.name, key, record)
+            self.store.save(self.name, key, record)
 
         return await self.engine.generate(rendered, self.step.sampling, keep), 1
 

@@ -24,7 +24,7 @@ from generation_functions.chunking import Chunk, chunk_documents
 from generation_functions.config import Config
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
-from generation_functions.documents import Document, SkippedFile, iter_documents
+from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
 from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
@@ -290,9 +290,8 @@ def stream_chunks(
 
     def documents() -> Iterator[Document]:
         for item in iter_documents(config.input_dir):
-            if isinstance(item, SkippedFile):
+            if isinstance(item, SkippedFile):  # iter_documents has logged it
                 report.skipped_files.append({"path": item.path, "reason": item.reason})
-                log.warning("skipped %s: %s", item.path, item.reason)
                 continue
             report.documents += 1
             pretraining.add(item.text)
@@ -414,6 +413,7 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     started = time.monotonic()
     progress = progress or ProgressSink()
     prompts = prompts if prompts is not None else load_prompts(config)
+    check_something_readable(config.input_dir)
     output_dir = config.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_dir)

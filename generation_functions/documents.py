@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from generation_functions.errors import InputError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("verustoolkit.documents")  # a child of the one project logger
 
 __all__ = ["Document", "SkippedFile", "iter_documents", "read_documents", "SUPPORTED_EXTENSIONS"]
 
@@ -811,6 +811,19 @@ def iter_documents(input_dir: Path) -> Iterator[Document | SkippedFile]:
         if isinstance(item, SkippedFile):
             logger.warning("skipped %s: %s", item.path, item.reason)
         yield item
+
+
+def check_something_readable(input_dir: Path) -> None:
+    """Raise InputError, before a run makes anything, when no file can be read.
+
+    Reads files only until the first readable one (usually the first file), and
+    logs nothing on the way: the run that follows logs each skipped file once.
+    When nothing is readable, read_documents gives the full account.
+    """
+    for path, relative in _walk_files(Path(input_dir)):
+        if isinstance(_read_one(path, relative), Document):
+            return
+    read_documents(input_dir)
 
 
 def read_documents(input_dir: Path) -> tuple[list[Document], list[SkippedFile]]:

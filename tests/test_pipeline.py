@@ -287,3 +287,18 @@ def test_stop_sequences_follow_the_stop_setting(tmp_path):
         first = server.count()
         assert run_processing(config).returncode == 0
         assert all("### Instruction:" in r.body["stop"] and len(r.body["stop"]) <= 4 for r in server.requests[first:])
+
+
+@pytest.mark.parametrize("files", [{}, {"empty.md": b"", "image.png": b"\x89PNG\r\n\x1a\n" + bytes(200)}], ids=["no-files", "unreadable"])
+def test_a_folder_with_nothing_readable_stops_before_any_work(tmp_path, files):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    with FakeLLMServer() as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url, PATH={"INPUT": str(folder)})
+        result = run_processing(config)
+        assert server.count() == 0
+    assert result.returncode == 2
+    assert f"Input folder {folder}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "output").exists()

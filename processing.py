@@ -29,7 +29,8 @@ class TqdmProgress:
 
     def __init__(self) -> None:
         self.bars = {
-            stage: tqdm(total=0, desc=f"{label:>20}", unit=stage, position=i, leave=True, dynamic_ncols=True)
+            # disable=None: no bars when stderr is not a terminal (logs, CI, pipes)
+            stage: tqdm(total=0, desc=f"{label:>20}", unit=stage, position=i, leave=True, dynamic_ncols=True, disable=None)
             for i, (stage, label) in enumerate(STAGE_LABELS.items())
         }
 

@@ -31,7 +31,6 @@ class StepOutcome(Generic[T]):
     value: T | None
     reason: str = ""
     raw_output: str = ""
-    requests_made: int = 0
 
     @property
     def ok(self) -> bool:
@@ -65,18 +64,17 @@ class BoundStep(Generic[T]):
 
     async def run(self, values: Mapping[str, str], slot: str = "0") -> StepOutcome[T]:
         rendered = render(self.prompt, values)
-        last_output, reason, made = "", "", 0
+        last_output, reason = "", ""
         for attempt in range(self.step.retries + 1):
             key = work_key(self.name, self.engine.model, rendered, self.step.sampling.as_dict(), slot, attempt)
             try:
-                completion, fresh = await self._complete(key, rendered, values)
+                completion = await self._complete(key, rendered, values)
             except RequestRejected as exc:
                 self.failures["request rejected"] += 1
-                return StepOutcome(None, f"request rejected: {exc}", last_output, made)
-            made += fresh
+                return StepOutcome(None, f"request rejected: {exc}", last_output)
             last_output = completion.text
             try:
-                return StepOutcome(self.step.processor(completion.text), "", completion.text, made)
+                return StepOutcome(self.step.processor(completion.text), "", completion.text)
             except ParseError as exc:
                 reason = f"unparsable output ({exc})"
                 category = "empty output" if not completion.text.strip() else "unparsable output"
@@ -85,19 +83,20 @@ class BoundStep(Generic[T]):
                     category = "output cut off at max_tokens"
                 self.failures[category] += 1
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
-        return StepOutcome(None, reason, last_output, made)
+        return StepOutcome(None, reason, last_output)
 
-    async def _complete(self, key: str, rendered: Prompt, values: Mapping[str, str]) -> tuple[Completion, int]:
+    async def _complete(self, key: str, rendered: Prompt, values: Mapping[str, str]) -> Completion:
+        """The stored answer to exactly this call, or a fresh one (stored before it returns)."""
         stored = self.store.load(self.name, key)
         if stored is not None:
-            return Completion(stored["response"], stored.get("finish_reason", ""), 0, 0), 0
+            return Completion(stored["response"], stored.get("finish_reason", ""), 0, 0)
 
         async def keep(completion: Completion) -> None:
             used = {name: values[name] for name in self.placeholders}
             record = _call_record(self.engine.model, self.template_id, used, self.step.sampling, completion)
             self.store.save(self.name, key, record)
 
-        return await self.engine.generate(rendered, self.step.sampling, keep), 1
+        return await self.engine.generate(rendered, self.step.sampling, keep)
 
 
 def _call_record(

@@ -8,7 +8,7 @@ import httpx
 
 from generation_functions.config import API_KEY_ENV_VARS, Config
 from generation_functions.errors import EngineError, ParseError, ServerUnreachable
-from generation_functions.prompts import few_shot_outputs
+from generation_functions.prompts import PLACEHOLDERS, few_shot_outputs, render
 
 
 def _models_url(base_url: str, mode: str) -> str:
@@ -59,7 +59,7 @@ def _rejected_message(base_url: str, config: Config, status: int) -> str:
 # ---------------------------------------------------------------- processing.py --check
 
 PING_PROMPT = "Reply with the single word OK."
-# Typical output sizes, in characters, when a prompt's examples give no better guess.
+# Pairs per chunk to assume when the question generation prompt shows no examples.
 _EXPECTED_PAIRS_FALLBACK = 4
 
 
@@ -114,8 +114,6 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
     """Documents, chunks, and a range of requests and tokens the run would need."""
     from generation_functions.chunking import chunk_documents
     from generation_functions.documents import SkippedFile, iter_documents
-    from generation_functions.prompts import render
-
     documents, skipped, chunk_chars, chunks = 0, [], [], 0
     limit = config.system.SUBSET_SIZE if config.system.USE_SUBSET else None
 
@@ -146,7 +144,7 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
     fewest = chunks * (1 + pairs * (checks * needed + 1) + 1)
     most = chunks * (1 + pairs * (checks * votes + 1) + 2)
     mean_chunk = sum(chunk_chars) / len(chunk_chars)
-    static = {name: _prompt_chars(render_static(prompts[name], render)) for name in prompts}
+    static = {name: _static_chars(prompts[name]) for name in prompts}
     prompt_tokens = chunks * (
         static["qatuples_gen_no_filenames"]
         + pairs * (checks * needed * static["check_answer"] + static["check_qatuple_context_no_filenames"])
@@ -163,13 +161,10 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
     result.say(f"  tokens (rough, chars/4): ~{prompt_tokens:,.0f} prompt + ~{completion_tokens:,.0f} completion")
 
 
-def render_static(prompt, render):
-    empty = {name: "" for name in ("text", "textdetails", "question", "answer", "question_answer_list")}
-    return render(prompt, empty)
-
-
-def _prompt_chars(prompt) -> int:
-    return len(prompt) if isinstance(prompt, str) else sum(len(m["content"]) for m in prompt)
+def _static_chars(prompt) -> int:
+    """Size of a prompt without its placeholder values: the part every call repeats."""
+    rendered = render(prompt, {name: "" for name in PLACEHOLDERS})
+    return len(rendered) if isinstance(rendered, str) else sum(len(m["content"]) for m in rendered)
 
 
 def _mean_pairs(outputs: list[str]) -> float:

@@ -438,6 +438,7 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     finally:
         progress.close()
         await engines.close()
+        store.close()
     pretraining.close(ok=True)
     atomic_write_json(output_dir / CHUNK_INDEX, {"keys": index.keys})
     if not index.keys:

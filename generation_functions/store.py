@@ -1,11 +1,18 @@
 """Atomic, content-addressed storage of finished work in OUTPUT.
 
 Every model call is stored under a key made from what determines it (step,
-model, rendered prompt, sampling, slot), as a readable JSON file in a folder per
-step. A rerun finds the file and makes no request; a changed document or prompt
-changes the key and so redoes only what it changes. Writes go to a temporary
-file in the same folder and are then renamed, so a killed run never leaves a
-half-written record; an unreadable record is treated as missing, never as done.
+model, rendered prompt, sampling, slot), as one JSON line appended to the step's
+log, OUTPUT/calls/<step>/calls.jsonl. A rerun finds the key and makes no
+request; a changed document or prompt changes the key and so redoes only what it
+changes.
+
+One append per call, not one file: creating a file costs about a millisecond
+on ordinary disks, more than everything else the client does for a request,
+and it blocks the event loop while it happens. A run killed in the middle of an
+append leaves at most one torn last line; it is cut off when the log is next
+opened, and any line that does not read back as a whole record counts as
+missing, never as done. Other outputs are written to a temporary file and
+renamed over the old one.
 """
 
 from __future__ import annotations
@@ -89,43 +96,149 @@ def read_json(path: Path) -> Optional[Any]:
         return None
 
 
+CALL_LOG = "calls.jsonl"
+
+
+class CallLog:
+    """One step's calls: an append-only JSON-lines file and an index of where each key's line is.
+
+    Only offsets are held in memory, so a resumed run of any size costs an index
+    of keys, not the records themselves.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / CALL_LOG
+        self.unreadable = 0
+        self._index: dict[str, tuple[int, int]] = {}
+        self._fd: Optional[int] = None
+        self._end = 0
+        self._torn = False  # the log ends in a partial line, to cut off before appending
+        self._legacy = self._legacy_names()
+        self._scan()
+
+    def _legacy_names(self) -> set[str]:
+        """Per-call files (<key>.json) that earlier versions wrote; still honoured on resume."""
+        try:
+            return {entry.name[:-5] for entry in os.scandir(self.folder) if entry.name.endswith(".json")}
+        except FileNotFoundError:
+            return set()
+
+    def _scan(self) -> None:
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        offset = 0
+        with handle:
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # torn by a killed run: cut off before the next append
+                key = _record_key(line)
+                if key is None:
+                    self.unreadable += 1
+                else:
+                    self._index[key] = (offset, len(line))
+                offset += len(line)
+        self._end = offset
+        self._torn = self.path.stat().st_size != offset
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index or key in self._legacy
+
+    def __len__(self) -> int:
+        return len(self._index.keys() | self._legacy)
+
+    def load(self, key: str) -> Optional[dict]:
+        place = self._index.get(key)
+        if place is None:
+            return read_json(self.folder / f"{key}.json") if key in self._legacy else None
+        try:
+            return orjson.loads(os.pread(self._descriptor(), place[1], place[0]))
+        except (OSError, ValueError):
+            return None
+
+    def append(self, key: str, record: dict) -> None:
+        line = orjson.dumps({"key": key, **record}, option=orjson.OPT_APPEND_NEWLINE)
+        fd = self._descriptor()
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        self._index[key] = (self._end, len(line))
+        self._end += len(line)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            self._fd = os.open(self.path, flags, 0o644)
+            if self._torn:
+                os.ftruncate(self._fd, self._end)
+                self._torn = False
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _record_key(line: bytes) -> Optional[str]:
+    """The key of a whole, well-formed call record; None for anything else."""
+    try:
+        record = orjson.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        return None
+    if not isinstance(record.get("response"), str):
+        return None
+    return record["key"]
+
+
+def count_calls(step_folder: Path) -> int:
+    """How many calls a step folder records (its log's lines, plus any per-call files)."""
+    log = CallLog(step_folder)
+    try:
+        return len(log)
+    finally:
+        log.close()
+
+
 class CallStore:
-    """Model calls of one run, one file per call under OUTPUT/calls/<step>/."""
+    """Model calls of one run, one append-only log per step under OUTPUT/calls/<step>/."""
 
     def __init__(self, output_dir: Path):
         self.root = Path(output_dir) / CALLS_DIR
         self.hits = 0
-        self._listing: dict[str, set[str]] = {}
+        self._logs: dict[str, CallLog] = {}
 
-    def path(self, step: str, key: str) -> Path:
-        return self.root / step / f"{key}.json"
-
-    def _stored_names(self, step: str) -> set[str]:
-        """The call files a step had when the run started, listed once: a fresh
-        run then asks the disk nothing per call, and a resumed one one listing."""
-        names = self._listing.get(step)
-        if names is None:
-            try:
-                names = {entry.name for entry in os.scandir(self.root / step) if entry.name.endswith(".json")}
-            except FileNotFoundError:
-                names = set()
-            self._listing[step] = names
-        return names
+    def log(self, step: str) -> CallLog:
+        """The step's log, read once when first used: a fresh run then asks the
+        disk nothing per call, and a resumed one reads each log once."""
+        log = self._logs.get(step)
+        if log is None:
+            log = self._logs[step] = CallLog(self.root / step)
+        return log
 
     def load(self, step: str, key: str) -> Optional[dict]:
-        if f"{key}.json" not in self._stored_names(step):
+        log = self.log(step)
+        if key not in log:
             return None
-        record = read_json(self.path(step, key))
+        record = log.load(key)
         if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("response"), str):
             return None
         self.hits += 1
         return record
 
     def save(self, step: str, key: str, record: dict) -> None:
-        # Written on the event loop's thread: a worker thread measured dearer in
-        # CPU (the lock handoffs) and no faster, as one small write is ~0.1 ms.
-        atomic_write_json(self.path(step, key), {"key": key, **record})
-        self._stored_names(step).add(f"{key}.json")
+        # On the event loop's thread: one append is tens of microseconds, and a
+        # worker thread measured dearer in CPU (the lock handoffs).
+        self.log(step).append(key, record)
+
+    def close(self) -> None:
+        for log in self._logs.values():
+            log.close()
 
     def save_template(self, step: str, prompt: Any) -> str:
         """Store a step's prompt template once; calls refer to it by id.

@@ -68,7 +68,7 @@ from generation_functions.datasets import (
     jsonl_line,
 )
 from generation_functions.errors import VerusToolkitError
-from generation_functions.store import CALLS_DIR, TEMPLATES_DIR
+from generation_functions.store import CALLS_DIR, TEMPLATES_DIR, count_calls
 
 EVAL_DIR = "eval"
 PROMPTS_DIR = "prompts_used"
@@ -405,7 +405,7 @@ def read_prompt_uses(folder: Path, label: str) -> list[PromptUse]:
     if not root.is_dir():
         return uses
     for step_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        calls = sum(1 for _ in step_dir.glob("*.json"))
+        calls = count_calls(step_dir)
         for path in sorted((step_dir / TEMPLATES_DIR).glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))

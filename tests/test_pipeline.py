@@ -124,9 +124,11 @@ def test_pretraining_corpus_has_every_document(full_run):
 def test_every_model_call_is_recorded_per_step(full_run):
     out, _, steps, _, _, requests = full_run
     for step in STEP_FOLDERS:
-        files = list((out / "calls" / step).glob("*.json"))
-        assert len(files) == steps[step], step
-        record = json.loads(files[0].read_text())
+        assert not list((out / "calls" / step).glob("*.json")), "one log per step, not a file per call"
+        records = read_jsonl(out / "calls" / step / "calls.jsonl")
+        assert len(records) == steps[step], step
+        assert len({r["key"] for r in records}) == len(records)
+        record = records[0]
         assert record["values"] and record["response"]
         template = json.loads((out / "calls" / step / "templates" / f"{record['template']}.json").read_text())
         rendered = render(template["prompt"], record["values"])

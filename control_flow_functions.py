@@ -29,7 +29,7 @@ from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
-from generation_functions.store import CallStore, atomic_write_json, read_json
+from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 log = logging.getLogger("verustoolkit")
@@ -416,6 +416,12 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     check_something_readable(config.input_dir)
     output_dir = config.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(output_dir):
+        return await _run_locked(config, progress, prompts, started)
+
+
+async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, started: float) -> dict:
+    output_dir = config.output_dir
     remove_stale_temporaries(output_dir)
     report = RunReport()
     engines = Engines.build(config)

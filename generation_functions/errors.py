@@ -25,6 +25,10 @@ class InputError(VerusToolkitError):
     """The input folder is missing or holds nothing readable."""
 
 
+class OutputInUse(InputError):
+    """Another run holds the OUTPUT folder; two runs appending to one call log would corrupt it."""
+
+
 class EngineError(VerusToolkitError):
     """A model request failed for good (after retries) or was rejected."""
 

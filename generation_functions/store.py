@@ -21,13 +21,22 @@ import hashlib
 import itertools
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import orjson
 
+from generation_functions.errors import OutputInUse
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked against each other there
+    fcntl = None
+
 CALLS_DIR = "calls"
 TEMPLATES_DIR = "templates"
+LOCK_FILE = ".run.lock"
 
 
 def work_key(*parts: Any) -> str:
@@ -252,3 +261,30 @@ class CallStore:
         if read_json(path) is None:
             atomic_write_json(path, {"template": template_id, "prompt": prompt})
         return template_id
+
+
+@contextmanager
+def output_lock(output_dir: Path) -> Iterator[None]:
+    """Hold OUTPUT for one run; a second run on the same folder stops with OutputInUse.
+
+    The lock is the kernel's (flock), so a killed run never leaves it held.
+    The file stays behind, naming the last run's process.
+    """
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(Path(output_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise OutputInUse(
+                f"another run (process {holder}) is writing to {output_dir}; "
+                "wait for it to end, or set PATH.OUTPUT to another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -15,10 +15,12 @@ import pytest
 from generation_functions.datasets import DATASET_FILES, PLAIN_QA
 from generation_functions.output_processors import parse_answer_check, parse_question_check
 from generation_functions.errors import ParseError
+from generation_functions.store import CALL_LOG, LOCK_FILE, output_lock
 from tests.conftest import REPO, run_processing, write_config
 from tests.fake_llm_server import (
     ANSWER_CHECK,
     FAULTS,
+    QUESTION_GENERATION,
     QUESTION_CHECK,
     FakeLLMServer,
     FaultPlan,
@@ -32,16 +34,21 @@ def dataset_bytes(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in DATASET_FILES}
 
 
-def assert_every_file_parses(out: Path, allow_temporaries: bool = False) -> None:
+def assert_every_file_parses(out: Path, after_kill: bool = False) -> None:
+    """Every output reads back whole. Right after a kill, a temporary file and
+    a torn last line of a call log (the append the kill cut short) may remain;
+    the next run removes or cuts them off."""
     for path in out.rglob("*"):
-        if not path.is_file():
+        if not path.is_file() or path.name == LOCK_FILE:
             continue
         if path.name.startswith(".tmp-"):
-            assert allow_temporaries, f"leftover temporary file {path}"
+            assert after_kill, f"leftover temporary file {path}"
             continue
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8", errors="replace" if after_kill else "strict")
         if path.suffix == ".jsonl":
-            for line in text.splitlines():
+            lines = text.split("\n")
+            assert lines[-1] == "" or (after_kill and path.name == CALL_LOG), f"{path} ends in a partial line"
+            for line in lines[:-1]:
                 json.loads(line)
         elif path.suffix == ".json":
             json.loads(text)
@@ -142,7 +149,7 @@ def test_five_kills_and_resumes_give_the_uninterrupted_datasets(tmp_path, refere
                 time.sleep(0.002)
             process.kill()
             process.communicate()
-            assert_every_file_parses(tmp_path / "output", allow_temporaries=True)
+            assert_every_file_parses(tmp_path / "output", after_kill=True)
         result = run_processing(config)
         assert result.returncode == 0, result.stderr
         made = server.count()
@@ -150,6 +157,21 @@ def test_five_kills_and_resumes_give_the_uninterrupted_datasets(tmp_path, refere
     # Each kill loses at most the requests in flight; nothing finished is asked again.
     assert made - total <= len(thresholds) * limit
     assert_every_file_parses(tmp_path / "output")
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_the_first_keeps_going(tmp_path):
+    with FakeLLMServer(latency=0.01) as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url)
+        output = tmp_path / "output"
+        output.mkdir()
+        with output_lock(output):  # stands for a run in progress
+            refused = run_processing(config)
+            assert server.count(QUESTION_GENERATION) == 0
+        assert refused.returncode == 2
+        assert "another run" in refused.stderr and str(output) in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not (output / "calls").exists()
+        assert run_processing(config).returncode == 0
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):

@@ -7,6 +7,10 @@ and prints:
 
 - wall time, and the ideal: max(total request-seconds / CONCURRENCY_LIMIT,
   longest chain of dependent requests); their ratio;
+- the clairvoyant schedule: the same requests, with the same dependencies and
+  service times, placed by a scheduler that knew every answer in advance. It is
+  what the best scheduler could reach, and can lie well above the ideal: at the
+  start only question generation can run, and slots idle at the end;
 - mean requests in flight (measured at the server) over the limit;
 - client CPU milliseconds per request (this process only: the server runs apart);
 - requests and prompt/completion tokens per kept conversation.
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
+import itertools
 import json
 import socket
 import subprocess
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,30 +91,111 @@ def server_stats(base: str) -> dict:
     return json.loads(urllib.request.urlopen(base + "/stats", timeout=5).read())
 
 
-def longest_chain(output: Path, keys: list[str], per_step: dict[str, float], counter: int) -> float:
-    """The slowest chunk's chain of dependent requests, from what each chunk did.
+@dataclass
+class Task:
+    """One request of the recorded run, with the requests that had to wait for it."""
 
-    A chunk's chain is its question generation, then its slowest pair (vote
-    rounds of each check, then repair), then its conversation attempts. Each
-    request counts its step's mean service time.
+    seconds: float
+    successors: list["Task"] = field(default_factory=list)
+    path: float = 0.0  # the longest chain of requests from this one to the end of its chunk
+
+
+def _then(first: list[Task], seconds: float, count: int = 1) -> list[Task]:
+    """`count` parallel requests that each wait for all of `first`."""
+    tasks = [Task(seconds) for _ in range(count)]
+    for before in first:
+        before.successors.extend(tasks)
+    return tasks
+
+
+def recorded_requests(output: Path, keys: list[str], per_step: dict[str, float], counter: int) -> list[Task]:
+    """The requests each chunk made and what each waited for, rebuilt from its result.
+
+    A chunk asks its questions; each pair then takes its check votes in rounds
+    (all votes that can decide at once, then one more per split), its repair,
+    and the chunk's conversation waits for every pair. Each request counts its
+    step's mean service time at the server.
     """
     needed = counter // 2 + 1
-    slowest = 0.0
+    roots = []
     for key in keys:
         result = json.loads((output / RESULTS_DIR / f"{key}.json").read_text())
-        pair_chain = 0.0
+        question = Task(per_step[QUESTION_GENERATION])
+        roots.append(question)
+        pair_ends: list[Task] = []
         for record in result["vetted"]:
-            chain = 0.0
+            last = [question]
             for votes_key, step in (("question_votes", QUESTION_CHECK), ("answer_votes", ANSWER_CHECK)):
                 if votes_key in record:
                     cast = sum(record[votes_key])
-                    chain += (1 + max(0, cast - needed)) * per_step[step]
+                    last = _then(last, per_step[step], min(cast, needed))
+                    for _ in range(cast - needed):
+                        last = _then(last, per_step[step])
             if "repair" in record or record.get("tossed_at") == "context_repair":
-                chain += per_step[CONTEXT_REPAIR]
-            pair_chain = max(pair_chain, chain)
-        conversation = per_step[CONVERSATION] if result["pairs"] else 0.0
-        slowest = max(slowest, per_step[QUESTION_GENERATION] + pair_chain + conversation)
-    return slowest
+                last = _then(last, per_step[CONTEXT_REPAIR])
+            pair_ends.extend(last)
+        if result["pairs"]:
+            _then(pair_ends, per_step[CONVERSATION])
+    return roots
+
+
+def _all_tasks(roots: list[Task]) -> list[Task]:
+    seen: dict[int, Task] = {}
+    stack = list(roots)
+    while stack:
+        task = stack.pop()
+        if id(task) not in seen:
+            seen[id(task)] = task
+            stack.extend(task.successors)
+    return list(seen.values())
+
+
+def longest_chain(roots: list[Task]) -> float:
+    """The slowest chunk's chain of dependent requests (no schedule can beat it).
+
+    Sets each task's `path` on the way, visiting successors before the task."""
+    done: set[int] = set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            task, expanded = stack.pop()
+            if id(task) in done:
+                continue
+            if expanded:
+                task.path = task.seconds + max((s.path for s in task.successors), default=0.0)
+                done.add(id(task))
+            else:
+                stack.append((task, True))
+                stack.extend((s, False) for s in task.successors if id(s) not in done)
+    return max((root.path for root in roots), default=0.0)
+
+
+def clairvoyant_schedule(roots: list[Task], limit: int) -> float:
+    """The makespan of the same requests under the same limit, scheduled by a
+    scheduler that knew every answer in advance: longest remaining chain first
+    (list scheduling on the critical path). It counts what the ideal formula
+    does not: nothing but the first step can run at the start, and requests
+    come in whole service times, so slots idle where the work runs out."""
+    longest_chain(roots)
+    sequence = itertools.count()
+    ready = [(-task.path, next(sequence), task) for task in roots]
+    heapq.heapify(ready)
+    waiting_on: dict[int, int] = {}
+    for task in _all_tasks(roots):
+        for successor in task.successors:
+            waiting_on[id(successor)] = waiting_on.get(id(successor), 0) + 1
+    running: list[tuple[float, int, Task]] = []
+    now = 0.0
+    while ready or running:
+        while ready and len(running) < limit:
+            _, _, task = heapq.heappop(ready)
+            heapq.heappush(running, (now + task.seconds, next(sequence), task))
+        now, _, finished = heapq.heappop(running)
+        for successor in finished.successors:
+            waiting_on[id(successor)] -= 1
+            if waiting_on[id(successor)] == 0:
+                heapq.heappush(ready, (-successor.path, next(sequence), successor))
+    return now
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -134,7 +222,9 @@ def run(args: argparse.Namespace) -> dict:
             keys = [p.stem for p in (Path(tmp) / "out" / RESULTS_DIR).glob("*.json")]
             per_step = {step: stats["service_by_step"].get(step, 0.0) / max(1, stats["by_step"].get(step, 0))
                         for step in (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION)}
-            chain = longest_chain(Path(tmp) / "out", keys, per_step, args.counter)
+            roots = recorded_requests(Path(tmp) / "out", keys, per_step, args.counter)
+            chain = longest_chain(roots)
+            clairvoyant = clairvoyant_schedule(roots, args.concurrency)
     finally:
         process.kill()
         process.wait()
@@ -153,6 +243,8 @@ def run(args: argparse.Namespace) -> dict:
         "longest_chain_s": round(chain, 3),
         "wall_over_ideal": round(wall / ideal, 3),
         "wall_over_chain": round(wall / chain, 3) if chain else None,
+        "clairvoyant_schedule_s": round(clairvoyant, 3),
+        "wall_over_clairvoyant": round(wall / clairvoyant, 3) if clairvoyant else None,
         # CLOCK_MONOTONIC is shared by the two processes, so these line up.
         "start_to_first_request_s": round(stats["first_request_at"] - wall_started, 3),
         "last_response_to_end_s": round(wall_ended - stats["last_response_at"], 3),

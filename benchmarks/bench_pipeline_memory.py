@@ -7,6 +7,9 @@ grow with the corpus. To keep the request count manageable the run uses big
 chunks (CHUNK_SIZE 20000), one pair per chunk, one vote and no question check:
 about four requests per chunk, against the fake server with no latency.
 
+Then it runs the same command again over the same OUTPUT: a resumed run must
+make no model request and hold only the index of the stored calls.
+
     python benchmarks/bench_pipeline_memory.py [--size-mb 100]
 
 Target: under 1 GB peak for 100 MB of input.
@@ -52,25 +55,36 @@ def main() -> None:
                 "SYSTEM": {"CHUNK_SIZE": args.chunk_size, "CONCURRENCY_LIMIT": args.concurrency, "DOUBLE_CHECK_COUNTER": 1},
                 "SKIP": {"QUESTION_CHECK": True},
             }))
-            started = time.monotonic()
-            # /usr/bin/time is not everywhere; the child reports its own VmHWM at exit.
-            child = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(REPO), str(config)], capture_output=True, text=True
-            )
-            wall = time.monotonic() - started
-            stats = server_stats(base)
+            first, first_requests = run_child(config, base)
+            # The same run again: everything is stored, so it must ask nothing
+            # and hold only the index of the stored calls, not the calls.
+            again, again_requests = run_child(config, base)
         finally:
             process.kill()
             process.wait()
-        if child.returncode != 0:
-            raise SystemExit(child.stderr[-3000:])
-        result = json.loads(child.stdout.strip().splitlines()[-1])
     print(f"input                 {written / 1e6:.1f} MB")
-    print(f"chunks                {result['chunks']}")
-    print(f"requests              {stats['requests']}")
-    print(f"conversations         {result['conversations']}")
-    print(f"wall                  {wall:.1f} s")
-    print(f"peak memory (VmHWM)   {result['peak_mb']:.0f} MB")
+    print(f"chunks                {first['chunks']}")
+    print(f"requests              {first_requests} ({first['reused']} calls reused: the generated corpus repeats itself)")
+    print(f"conversations         {first['conversations']}")
+    print(f"wall                  {first['wall']:.1f} s")
+    print(f"peak memory (VmHWM)   {first['peak_mb']:.0f} MB")
+    print(f"rerun: model requests {again_requests}")
+    print(f"rerun: calls reused   {again['reused']}")
+    print(f"rerun: wall           {again['wall']:.1f} s")
+    print(f"rerun: peak memory    {again['peak_mb']:.0f} MB")
+
+
+def run_child(config: Path, base: str) -> tuple[dict, int]:
+    """One `processing.py` run in a fresh process; its report and the requests it made."""
+    before = server_stats(base)["requests"]  # model calls only; the server check is a GET
+    started = time.monotonic()
+    # /usr/bin/time is not everywhere; the child reports its own VmHWM at exit.
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(REPO), str(config)], capture_output=True, text=True)
+    if child.returncode != 0:
+        raise SystemExit(child.stderr[-3000:])
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result["wall"] = time.monotonic() - started
+    return result, server_stats(base)["requests"] - before
 
 
 _CHILD = r"""
@@ -83,7 +97,7 @@ peak = 0.0
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         peak = int(line.split()[1]) / 1024
-print(json.dumps({"code": code, "chunks": report["funnel"]["chunks"],
+print(json.dumps({"code": code, "chunks": report["funnel"]["chunks"], "reused": report["requests"]["reused"],
                   "conversations": report["funnel"]["conversations"], "peak_mb": peak}))
 sys.exit(code)
 """

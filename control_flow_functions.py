@@ -29,7 +29,7 @@ from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
-from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json
+from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 log = logging.getLogger("verustoolkit")
@@ -254,7 +254,7 @@ def _conversation_category(reason: str) -> str:
 
 
 def _save_result(ctx: RunContext, result: dict) -> dict:
-    atomic_write_json(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
+    write_json_if_changed(ctx.output_dir / RESULTS_DIR / f"{result['key']}.json", result)
     return result
 
 

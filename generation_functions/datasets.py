@@ -7,11 +7,12 @@ straight through. Each file is written atomically.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
+
+import orjson
 
 from generation_functions.store import discard, open_temporary
 
@@ -44,7 +45,8 @@ def atomic_text_file(path: Path) -> Iterator[TextIO]:
 
 
 def jsonl_line(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False) + "\n"
+    # orjson: several times faster than json on chunk-sized strings, same UTF-8 text.
+    return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE).decode("utf-8")
 
 
 def sharegpt_turns(turns: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -138,7 +140,7 @@ class PretrainingWriter:
     def add(self, text: str) -> None:
         self._jsonl.write(jsonl_line({"text": text}))
         piece = text if self._first else "\n\n" + text
-        self._json.write(json.dumps(piece, ensure_ascii=False)[1:-1])
+        self._json.write(orjson.dumps(piece).decode("utf-8")[1:-1])
         self._first = False
         self.documents += 1
 

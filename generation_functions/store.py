@@ -97,6 +97,21 @@ def atomic_write_json(path: Path, data: Any, durable: bool = False) -> None:
     atomic_write_bytes(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), durable)
 
 
+def write_json_if_changed(path: Path, data: Any) -> bool:
+    """atomic_write_json, skipped when the file already holds exactly this: a
+    resumed run rebuilds every chunk's result, and most are unchanged. Reading
+    a file back costs far less than creating one."""
+    content = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(len(content) + 1) == content:
+                return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, content)
+    return True
+
+
 def read_json(path: Path) -> Optional[Any]:
     """The stored value, or None when absent or unreadable (a cache miss)."""
     try:

@@ -6,7 +6,7 @@ import json
 
 import orjson
 
-from generation_functions.store import CALL_LOG, CallStore, count_calls, work_key
+from generation_functions.store import CALL_LOG, CallStore, count_calls, work_key, write_json_if_changed
 
 
 def record(response: str = "RELEVANT") -> dict:
@@ -97,3 +97,13 @@ def test_counting_calls_changes_nothing(tmp_path):
     assert log.read_bytes() == before
     assert count_calls(tmp_path / "calls" / "never_ran") == 0
     assert not (tmp_path / "calls" / "never_ran").exists()
+
+
+def test_an_unchanged_result_is_not_rewritten(tmp_path):
+    path = tmp_path / "chunk_results" / "abc.json"
+    assert write_json_if_changed(path, {"pairs": [["q", "a"]]})
+    inode = path.stat().st_ino
+    assert not write_json_if_changed(path, {"pairs": [["q", "a"]]})
+    assert path.stat().st_ino == inode
+    assert write_json_if_changed(path, {"pairs": [["q", "a"]], "conversation": None})
+    assert json.loads(path.read_text()) == {"pairs": [["q", "a"]], "conversation": None}

@@ -178,7 +178,7 @@ class CallLog:
         if place is None:
             return read_json(self.folder / f"{key}.json") if key in self._legacy else None
         try:
-            return orjson.loads(os.pread(self._descriptor(), place[1], place[0]))
+            return orjson.loads(_read_at(self._descriptor(), place[0], place[1]))
         except (OSError, ValueError):
             return None
 
@@ -205,6 +205,13 @@ class CallLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _read_at(fd: int, offset: int, length: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, length, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows has no pread; appends ignore the position
+    return os.read(fd, length)
 
 
 def _record_key(line: bytes) -> Optional[str]:

@@ -26,7 +26,7 @@ from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
 from generation_functions.budget import BudgetExceeded
-from generation_functions.errors import InputError
+from generation_functions.errors import InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
 from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
@@ -350,7 +350,9 @@ async def _reap(pending: set[asyncio.Task]) -> set[asyncio.Task]:
     done, still_pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     failures = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
     if failures:
-        raise failures[0]
+        first = failures[0]
+        # A request refused because the run is stopping reports why it stops.
+        raise first.cause if isinstance(first, RequestsStopped) else first
     return still_pending
 
 

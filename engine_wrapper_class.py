@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from generation_functions.budget import Budget, Price
-from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
+from generation_functions.errors import EngineError, RequestRejected, RequestsStopped, ServerUnreachable
 
 log = logging.getLogger("verustoolkit")
 
@@ -113,9 +113,19 @@ class RequestLimiter:
         self._semaphore = asyncio.Semaphore(limit)
         self.in_flight = 0
         self.peak = 0
+        self.stopped_by: Optional[BaseException] = None
+
+    def stop(self, cause: BaseException) -> None:
+        """Start no more requests; those in flight finish. A request waiting for
+        a slot raises RequestsStopped instead of going out to be paid for."""
+        if self.stopped_by is None:
+            self.stopped_by = cause
 
     async def __aenter__(self) -> "RequestLimiter":
         await self._semaphore.acquire()
+        if self.stopped_by is not None:
+            self._semaphore.release()  # wakes the next waiter, which stops too
+            raise RequestsStopped(self.stopped_by)
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         return self
@@ -221,7 +231,13 @@ class EngineWrapper:
                 self.pool.release(index, failed)
             self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
             if keep is not None:
-                await keep(completion)
+                try:
+                    await keep(completion)
+                except Exception as exc:
+                    # The answer cannot be stored (a full disk, say): every
+                    # further request would be paid for and lost the same way.
+                    self.limiter.stop(exc)
+                    raise
         return completion
 
     async def close(self) -> None:

@@ -96,6 +96,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     from generation_functions.preflight import check_server, run_check
     from generation_functions.report import summary_text
+    from generation_functions.store import describe_os_error
 
     try:
         config = load_config(args.config)
@@ -120,6 +121,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return fail(f"{exc}\n{resume_hint}.", 2)
     except (EngineError, RunAborted) as exc:
         return fail(f"the run stopped: {exc}\n{resume_hint}.", 1)
+    except OSError as exc:  # a full disk, a folder gone read-only: finished work is on disk
+        return fail(f"the run stopped: {describe_os_error(exc)}\nfix that, then {resume_hint}.", 1)
     print(summary_text(report))
     return 0
 

@@ -44,5 +44,15 @@ class RequestRejected(EngineError):
     not the run."""
 
 
+class RequestsStopped(VerusToolkitError):
+    """No new request may start: an answer could not be stored, so the run is stopping.
+
+    `cause` is that first failure; it is what the run reports."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(f"the run is stopping: {cause}")
+        self.cause = cause
+
+
 class RunAborted(VerusToolkitError):
     """The run stopped before finishing (outage, spend cap, Ctrl-C); finished work is kept."""

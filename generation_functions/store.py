@@ -39,6 +39,13 @@ TEMPLATES_DIR = "templates"
 LOCK_FILE = ".run.lock"
 
 
+def describe_os_error(exc: OSError) -> str:
+    """A file error in words, for a person: what failed and on which file."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"a file operation failed ({what}){where}"
+
+
 def work_key(*parts: Any) -> str:
     """A stable hash of JSON-serialisable parts."""
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -186,8 +193,13 @@ class CallLog:
         line = orjson.dumps({"key": key, **record}, option=orjson.OPT_APPEND_NEWLINE)
         fd = self._descriptor()
         view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            # A full disk can take half a line: cut it off so the log stays whole.
+            os.ftruncate(fd, self._end)
+            raise
         self._index[key] = (self._end, len(line))
         self._end += len(line)
 

@@ -54,7 +54,7 @@ from generation_functions.errors import (
     RunAborted,
     ServerUnreachable,
 )
-from generation_functions.store import atomic_write_text, read_json
+from generation_functions.store import atomic_write_text, describe_os_error, read_json
 
 log = logging.getLogger("verustoolkit")
 
@@ -612,6 +612,8 @@ def failure_message(exc: BaseException) -> str:
         return f"{exc}\n{RESUME_HINT}"
     if isinstance(exc, (EngineError, RunAborted)):
         return f"the run stopped: {exc}\n{RESUME_HINT}"
+    if isinstance(exc, OSError):
+        return f"the run stopped: {describe_os_error(exc)}\nFix that first. {RESUME_HINT}"
     log.exception("unexpected error in the run", exc_info=exc)
     return f"unexpected error: {type(exc).__name__}: {exc}\n{RESUME_HINT}"
 

@@ -15,7 +15,7 @@ from engine_wrapper_class import (
     Sampling,
     make_backends,
 )
-from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
+from generation_functions.errors import EngineError, RequestRejected, RequestsStopped, ServerUnreachable
 from tests.fake_llm_server import FakeLLMServer, FaultPlan
 
 MESSAGES = [
@@ -150,3 +150,27 @@ def test_requests_go_to_the_least_busy_replica_and_avoid_a_dead_one():
         assert first.count() > 4 and second.count() > 4
         assert first.count() + second.count() == 24
         assert engine.stats.retry_reasons.get("connection error", 0) <= 3
+
+
+def test_an_answer_that_cannot_be_stored_stops_new_requests():
+    """After one answer fails to store (a full disk), requests still waiting for
+    a slot do not go out: each would be paid for and lost the same way."""
+    with FakeLLMServer(latency=0.05) as server:
+        engine = engine_for(server, limit=2)
+
+        async def keep(completion):
+            raise OSError(28, "No space left on device")
+
+        async def run():
+            try:
+                return await asyncio.gather(
+                    *(engine.generate(MESSAGES, Sampling(), keep) for _ in range(6)), return_exceptions=True
+                )
+            finally:
+                await engine.close()
+
+        outcomes = asyncio.run(run())
+        assert server.count() == 2  # the two already in flight
+        assert sum(isinstance(o, OSError) for o in outcomes) == 2
+        stopped = [o for o in outcomes if isinstance(o, RequestsStopped)]
+        assert len(stopped) == 4 and all(isinstance(o.cause, OSError) for o in stopped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -172,6 +173,36 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_first_keeps_going(tm
         assert "Traceback" not in refused.stderr
         assert not (output / "calls").exists()
         assert run_processing(config).returncode == 0
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:
+        # A file may not grow past `limit` bytes, as on a full disk (EFBIG
+        # instead of ENOSPC); ignoring SIGXFSZ turns the kill into an error.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file size limits")
+def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes_it(tmp_path, reference):
+    expected, total = reference
+    limit = 4
+    with FakeLLMServer(latency=0.005) as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url, SYSTEM={"CONCURRENCY_LIMIT": limit})
+        command = [sys.executable, str(REPO / "processing.py"), "--config", str(config), "--no-progress"]
+        # The question check's call log grows past 40 kB about two thirds into the run.
+        full = subprocess.run(command, capture_output=True, text=True, timeout=240, preexec_fn=_limit_file_size(40_000))
+        assert full.returncode == 1, full.stderr
+        assert "the run stopped: a file operation failed (File too large)" in full.stderr
+        assert "to resume" in full.stderr and "Traceback" not in full.stderr
+        assert 0 < server.count() < total
+        assert_every_file_parses(tmp_path / "output")  # no half-written record was left
+        assert run_processing(config).returncode == 0
+        made = server.count()
+    assert dataset_bytes(tmp_path / "output") == expected
+    assert made - total <= limit  # only the answers that could not be stored are asked again
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):

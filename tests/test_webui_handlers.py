@@ -433,6 +433,10 @@ def test_failure_messages_match_processing_py():
     assert ui.failure_message(InputError("no text")) == "no text"
     assert ui.failure_message(EngineError("HTTP 401")) == f"the run stopped: HTTP 401\n{ui.RESUME_HINT}"
     assert ui.failure_message(RunAborted("outage")).startswith("the run stopped: outage")
+    full = OSError(28, "No space left on device", "/data/output/chunk_results/x.json")
+    assert ui.failure_message(full).startswith(
+        "the run stopped: a file operation failed (No space left on device): /data/output/chunk_results/x.json\n"
+    )
 
 
 def test_snapshot_before_any_run_is_idle():

@@ -2,8 +2,8 @@
 
 A run of the pipeline writes its datasets into one OUTPUT folder; a model is
 usually trained on several (say the wiki, the docs and the API reference, each
-run separately). This module reads those folders and writes one folder that
-axolotl can train on directly:
+run separately). This module combines folders read by output_folders and writes
+one folder that axolotl can train on directly:
 
     DEST/
       README.md                     dataset card: sizes, sources, tokens, prompts
@@ -19,16 +19,10 @@ What happens on the way, in order:
 
 1. Combine. Folders are read in the order given; rows keep that order until the
    final shuffle, so "first" below means first folder, first row.
-2. Deduplicate. Identical documents are kept once. Questions are compared after
-   normalising (lowercase, punctuation dropped, whitespace collapsed) by the
-   Jaccard similarity of their word sets; a pair whose question is at least
-   `similarity` alike an earlier kept question is dropped. Conversations with
-   identical turns are kept once, and a conversation whose every question is a
-   near-duplicate of a question in an earlier kept conversation is dropped too.
-   Similar questions are found with an inverted index and prefix filtering
-   (only the rarest words of each question are indexed; two word sets that are
-   80% alike must share one of them), so the cost grows with the number of real
-   candidates, not with the square of the number of questions.
+2. Deduplicate. Identical documents and conversations are kept once. A pair
+   whose question is a near-duplicate (see near_duplicates) of an earlier kept
+   question is dropped, and so is a conversation whose every question was
+   already asked in an earlier kept conversation.
 3. Hold out. Pairs and the conversations built from them are linked; the
    linked groups are drawn at random (seeded) until about `eval_fraction` of
    the pairs are held out. A held-out group leaves training as a whole: its
@@ -43,491 +37,37 @@ What happens on the way, in order:
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
 import random
-import re
 import shutil
 import tempfile
-import unicodedata
-import zlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Sequence
 
+from generation_functions.chat_template import render_llama3, sharegpt_to_messages
 from generation_functions.datasets import (
-    MASTER_LIST,
     PLAIN_QA,
     PRETRAINING_JSONL,
-    RUN_REPORT,
     SHAREGPT_NO_RAG,
     SHAREGPT_RAG,
     atomic_text_file,
     jsonl_line,
 )
-from generation_functions.errors import VerusToolkitError
-from generation_functions.store import CALLS_DIR, TEMPLATES_DIR, count_calls
+from generation_functions.near_duplicates import ContainmentIndex, NearDuplicateIndex, normalise, word_set
+from generation_functions.output_folders import Conversation, OutputFolder, TrainingDataError
+from generation_functions.token_counting import TokenCounter
 
 EVAL_DIR = "eval"
 PROMPTS_DIR = "prompts_used"
 CARD = "README.md"
 MANIFEST = "manifest.json"
 EVAL_QA_CHAT = "qa_chat.jsonl"
-# The files a folder must hold at least one of to count as an OUTPUT folder.
-INPUT_DATASETS = (PLAIN_QA, SHAREGPT_NO_RAG, SHAREGPT_RAG, PRETRAINING_JSONL)
 
-ROLE_OF = {"system": "system", "human": "user", "gpt": "assistant"}
 # System prompt of eval/qa_chat.jsonl when no input folder has a conversation to
 # take the real one from (config.yaml's FINAL_ASSISTANT_PROMPT_NO_RAG, shortened).
 FALLBACK_SYSTEM_PROMPT = "You are a helpful AI assistant who knows the Verus project well."
-
-
-class TrainingDataError(VerusToolkitError):
-    """An input folder, option or destination the assembler cannot work with."""
-
-
-# ------------------------------------------------------------------ Llama-3 template
-
-# Our own Llama-3 chat template. The token strings are Llama 3's; the checks are
-# ours: an optional system turn first, then user and assistant turns in strict
-# alternation starting with the user. Anything else stops rendering with an
-# error instead of producing a prompt the model was never trained on.
-LLAMA3_CHAT_TEMPLATE = (
-    "{%- set state = namespace(next='user') -%}"
-    "{{- bos_token -}}"
-    "{%- for turn in messages -%}"
-    "{%- if turn['role'] == 'system' -%}"
-    "{%- if not loop.first -%}{{ raise_exception('turn ' ~ loop.index0 ~ ': a system turn may only come first') }}{%- endif -%}"
-    "{%- elif turn['role'] == state.next -%}"
-    "{%- set state.next = 'assistant' if state.next == 'user' else 'user' -%}"
-    "{%- else -%}"
-    "{{ raise_exception('turn ' ~ loop.index0 ~ ': expected ' ~ state.next ~ ', got ' ~ turn['role']) }}"
-    "{%- endif -%}"
-    "{{- '<|start_header_id|>' ~ turn['role'] ~ '<|end_header_id|>' ~ header_gap ~ (turn['content'] | trim) ~ '<|eot_id|>' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>' ~ header_gap -}}"
-    "{%- endif -%}"
-)
-BOS_TOKEN = "<|begin_of_text|>"
-_template_cache: dict[str, Any] = {}
-
-
-class ChatTemplateError(ValueError):
-    """A conversation the Llama-3 template refuses (wrong role order, unknown role)."""
-
-
-def _raise_template_error(message: str) -> None:
-    raise ChatTemplateError(message)
-
-
-def _compiled_template():
-    if "t" not in _template_cache:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise_template_error
-        _template_cache["t"] = env.from_string(LLAMA3_CHAT_TEMPLATE)
-    return _template_cache["t"]
-
-
-def sharegpt_to_messages(turns: Sequence[dict]) -> list[dict[str, str]]:
-    """ShareGPT {"from","value"} turns as chat-template {"role","content"} messages."""
-    messages = []
-    for index, turn in enumerate(turns):
-        role = ROLE_OF.get(turn.get("from")) if isinstance(turn, dict) else None
-        if role is None or not isinstance(turn.get("value"), str):
-            raise ChatTemplateError(f"turn {index}: not a ShareGPT system/human/gpt turn: {turn!r:.80}")
-        messages.append({"role": role, "content": turn["value"]})
-    return messages
-
-
-def render_llama3(messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
-    """Render {"role","content"} messages as Llama 3 sees them; raises ChatTemplateError."""
-    return _compiled_template().render(
-        messages=list(messages), bos_token=BOS_TOKEN, header_gap="\n\n", add_generation_prompt=add_generation_prompt
-    )
-
-
-def check_conversation_shape(turns: Sequence[dict]) -> Optional[str]:
-    """None for a trainable ShareGPT conversation: a system turn, then human/gpt
-    alternating, ending with gpt, no empty turn. Otherwise what is wrong."""
-    if not isinstance(turns, list) or len(turns) < 3:
-        return "fewer than a system turn and one exchange"
-    expected = ["system"] + ["human" if i % 2 == 0 else "gpt" for i in range(len(turns) - 1)]
-    for index, (turn, want) in enumerate(zip(turns, expected)):
-        if not isinstance(turn, dict) or turn.get("from") != want:
-            got = turn.get("from") if isinstance(turn, dict) else type(turn).__name__
-            return f"turn {index} is {got!r}, expected {want!r}"
-        if not isinstance(turn.get("value"), str) or (index > 0 and not turn["value"].strip()):
-            return f"turn {index} has no text"
-    if turns[-1]["from"] != "gpt":
-        return "the last turn is not the assistant's"
-    return None
-
-
-# ------------------------------------------------------------------ normalising and similarity
-
-_NOT_WORD = re.compile(r"[^\w\s]+")
-_SPACE = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    """Lowercase, punctuation removed (apostrophes vanish, other marks become
-    spaces), whitespace collapsed. Unicode is NFKC-folded first."""
-    text = unicodedata.normalize("NFKC", text).lower().replace("'", "").replace("\u2019", "")
-    text = _NOT_WORD.sub(" ", text).replace("_", " ")
-    return _SPACE.sub(" ", text).strip()
-
-
-def word_set(text: str) -> frozenset[str]:
-    return frozenset(normalise(text).split())
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
-
-
-class NearDuplicateIndex:
-    """Word-set similarity search without comparing everything with everything.
-
-    Prefix filtering, in the form that asks for two shared words: the words of
-    every set are put in one fixed global order (rarest first, by `frequencies`;
-    a hash order among equals). If two sets share at least `a` words, then their
-    first len - a + 2 words share at least two. For Jaccard similarity >= t a set
-    of n words needs a >= ceil(t * n) shared words, so each set is filed under
-    every pair of words from its first n - ceil(t * n) + 2 words, and a query
-    only meets sets with which it has such a pair in common. Each candidate is
-    then checked exactly, so the answer is the same as comparing with all.
-    Rare-first ordering keeps the lists short; requiring a shared *pair* keeps
-    common question words ("what", "verus") from making every question a
-    candidate of every other. Sets of one word (and every set when t <= 0.5,
-    where one shared word can be enough) are filed under single words instead.
-    """
-
-    def __init__(self, threshold: float, frequencies: Optional[Counter] = None):
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError("threshold must be in (0, 1]")
-        self.threshold = threshold
-        self.frequencies = frequencies if frequencies is not None else Counter()
-        self.sets: list[frozenset[str]] = []
-        self.keys: list[Any] = []
-        self._postings: dict[tuple[str, ...], list[int]] = defaultdict(list)
-        self._empty: list[int] = []
-        self._ranks: dict[str, tuple[int, int, str]] = {}
-        self.candidates_checked = 0  # exact comparisons made, to show the index prunes
-
-    def _rank(self, word: str) -> tuple[int, int, str]:
-        rank = self._ranks.get(word)
-        if rank is None:
-            rank = self._ranks[word] = (self.frequencies.get(word, 0), zlib.crc32(word.encode("utf-8")), word)
-        return rank
-
-    def _signatures(self, words: frozenset[str]) -> Iterable[tuple[str, ...]]:
-        size = len(words)
-        need = math.ceil(self.threshold * size - 1e-9)  # shared words a match must have
-        k = 2 if (self.threshold > 0.5 and size >= 2) else 1
-        prefix = sorted(words, key=self._rank)[: size - need + k]
-        return itertools.combinations(prefix, k)
-
-    def add(self, words: frozenset[str], key: Any) -> None:
-        slot = len(self.sets)
-        self.sets.append(words)
-        self.keys.append(key)
-        if not words:
-            self._empty.append(slot)
-            return
-        for signature in self._signatures(words):
-            self._postings[signature].append(slot)
-
-    def similar(self, words: frozenset[str]) -> list[Any]:
-        """Keys of stored sets at least `threshold` alike `words`, in insertion order."""
-        if not words:
-            return [self.keys[slot] for slot in self._empty]
-        size = len(words)
-        low, high = self.threshold * size - 1e-9, size / self.threshold + 1e-9
-        seen: set[int] = set()
-        found: list[int] = []
-        for signature in self._signatures(words):
-            for slot in self._postings.get(signature, ()):
-                if slot in seen:
-                    continue
-                seen.add(slot)
-                self.candidates_checked += 1
-                other = self.sets[slot]
-                if low <= len(other) <= high and jaccard(words, other) >= self.threshold - 1e-9:
-                    found.append(slot)
-        return [self.keys[slot] for slot in sorted(found)]
-
-    def first_similar(self, words: frozenset[str]) -> Any:
-        matches = self.similar(words)
-        return matches[0] if matches else None
-
-
-class ContainmentIndex:
-    """Finds stored questions whose words are (nearly) all inside a longer text.
-
-    A stored set Q is a candidate for a text T when at least `threshold` of Q's
-    words occur in T; then at least one of Q's first
-    len(Q) - ceil(threshold * len(Q)) + 1 words (rarest first) is in T, so only
-    those are indexed and a query looks up every word of T.
-    """
-
-    def __init__(self, threshold: float, frequencies: Counter):
-        self.threshold = threshold
-        self.frequencies = frequencies
-        self.sets: list[frozenset[str]] = []
-        self.keys: list[Any] = []
-        self._postings: dict[str, list[int]] = defaultdict(list)
-
-    def add(self, words: frozenset[str], key: Any) -> None:
-        if not words:
-            return
-        slot = len(self.sets)
-        self.sets.append(words)
-        self.keys.append(key)
-        ordered = sorted(words, key=lambda w: (self.frequencies.get(w, 0), zlib.crc32(w.encode("utf-8")), w))
-        keep = len(words) - math.ceil(self.threshold * len(words) - 1e-9) + 1
-        for word in ordered[:keep]:
-            self._postings[word].append(slot)
-
-    def candidates(self, words: frozenset[str]) -> list[Any]:
-        seen: set[int] = set()
-        found = []
-        for word in words:
-            for slot in self._postings.get(word, ()):
-                if slot not in seen:
-                    seen.add(slot)
-                    stored = self.sets[slot]
-                    if len(stored & words) >= self.threshold * len(stored) - 1e-9:
-                        found.append(slot)
-        return [self.keys[slot] for slot in sorted(found)]
-
-
-# ------------------------------------------------------------------ reading OUTPUT folders
-
-
-@dataclass
-class Conversation:
-    """One conversation as the pipeline wrote it, in its no-RAG and RAG forms."""
-
-    no_rag: Optional[list[dict]]
-    rag: Optional[list[dict]]
-    questions: list[str]  # the pairs it was built from (master_list), when known
-    source: str
-    folder: str
-
-    @property
-    def turns(self) -> list[dict]:
-        return (self.no_rag or self.rag)[1:]
-
-    def human_turns(self) -> list[str]:
-        return [turn["value"] for turn in self.turns if turn["from"] == "human"]
-
-    def dedup_key(self) -> str:
-        text = "\x1e".join(f"{turn['from']}\x1f{normalise(turn['value'])}" for turn in self.turns)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class PromptUse:
-    folder: str
-    step: str
-    calls_read: int
-    calls_total: int
-    text: str  # the prompt template, placeholders unfilled
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:12]
-
-
-@dataclass
-class OutputFolder:
-    path: Path
-    label: str
-    qa_pairs: list[dict] = field(default_factory=list)
-    conversations: list[Conversation] = field(default_factory=list)
-    documents: list[str] = field(default_factory=list)
-    run_report: Optional[dict] = None
-    rows_read: dict[str, int] = field(default_factory=dict)
-    malformed: Counter = field(default_factory=Counter)
-    no_rag_prompts: Counter = field(default_factory=Counter)
-    rag_templates: Counter = field(default_factory=Counter)
-    prompts: list[PromptUse] = field(default_factory=list)
-    aligned: bool = True
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise TrainingDataError(f"cannot read {path}: {exc}") from exc
-    with handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except ValueError as exc:
-                raise TrainingDataError(f"{path}:{number}: not a JSON line ({exc})") from exc
-
-
-def _read_rows(path: Path) -> list[Any]:
-    return [row for _, row in _read_jsonl(path)] if path.is_file() else []
-
-
-def _prompt_text(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list):
-        parts = []
-        for message in prompt:
-            if isinstance(message, dict):
-                parts.append(f"[{message.get('role', '?')}]\n{message.get('content', '')}")
-        return "\n\n".join(parts)
-    return ""
-
-
-def read_prompt_uses(folder: Path, label: str) -> list[PromptUse]:
-    """The prompts each step used, from the templates the run stored.
-
-    A run stores each step's prompt template once (calls/<step>/templates/) and
-    every call refers to one; a template's text is the prompt as written, its
-    placeholders unfilled.
-    """
-    root = folder / CALLS_DIR
-    uses: list[PromptUse] = []
-    if not root.is_dir():
-        return uses
-    for step_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        calls = count_calls(step_dir)
-        for path in sorted((step_dir / TEMPLATES_DIR).glob("*.json")):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(record, dict) and "prompt" in record:
-                uses.append(PromptUse(label, step_dir.name, calls, calls, _prompt_text(record["prompt"])))
-    return uses
-
-
-def load_output_folder(path: Path, label: Optional[str] = None) -> OutputFolder:
-    """Read one OUTPUT folder; TrainingDataError when it is missing or holds no datasets."""
-    path = Path(path)
-    if not path.exists():
-        raise TrainingDataError(f"no such folder: {path}")
-    if not path.is_dir():
-        raise TrainingDataError(f"not a folder: {path}")
-    if not any((path / name).is_file() for name in INPUT_DATASETS):
-        raise TrainingDataError(
-            f"{path} holds no datasets: expected at least one of {', '.join(INPUT_DATASETS)} "
-            "(the files a finished `python processing.py` run writes into OUTPUT)"
-        )
-    out = OutputFolder(path=path, label=label or path.name)
-
-    for row in _read_rows(path / PRETRAINING_JSONL):
-        if isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip():
-            out.documents.append(row["text"])
-        else:
-            out.malformed[PRETRAINING_JSONL] += 1
-    out.rows_read[PRETRAINING_JSONL] = len(out.documents) + out.malformed[PRETRAINING_JSONL]
-
-    qa_rows = _read_rows(path / PLAIN_QA)
-    for row in qa_rows:
-        if isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str) \
-                and row["question"].strip() and row["answer"].strip():
-            out.qa_pairs.append(row)
-        else:
-            out.malformed[PLAIN_QA] += 1
-    out.rows_read[PLAIN_QA] = len(qa_rows)
-
-    no_rag = _read_rows(path / SHAREGPT_NO_RAG)
-    rag = _read_rows(path / SHAREGPT_RAG)
-    master = _read_rows(path / MASTER_LIST)
-    out.rows_read.update({SHAREGPT_NO_RAG: len(no_rag), SHAREGPT_RAG: len(rag), MASTER_LIST: len(master)})
-    # write_datasets writes the three files row for row together; rely on that
-    # only when the counts agree (a hand-edited folder falls back to unlinked rows).
-    out.aligned = len(no_rag) == len(rag) == len(master)
-    if out.aligned:
-        rows = list(zip(no_rag, rag, master))
-    else:
-        rows = [(r, None, None) for r in no_rag] + [(None, r, None) for r in rag]
-    for plain, with_rag, meta in rows:
-        plain_turns = _turns_or_none(plain, out, SHAREGPT_NO_RAG)
-        rag_turns = _turns_or_none(with_rag, out, SHAREGPT_RAG)
-        if plain_turns is None and rag_turns is None:
-            continue
-        if plain_turns is not None and rag_turns is not None and plain_turns[1:] != rag_turns[1:]:
-            # Not the same conversation after all: keep them apart.
-            out.conversations.append(Conversation(plain_turns, None, [], "", out.label))
-            out.conversations.append(Conversation(None, rag_turns, [], "", out.label))
-            continue
-        questions: list[str] = []
-        source = ""
-        if isinstance(meta, dict):
-            questions = [p["question"] for p in meta.get("qa_pairs", []) if isinstance(p, dict) and p.get("question")]
-            source = str(meta.get("source_filename", ""))
-            chunk = meta.get("rag_context")
-            if rag_turns is not None and isinstance(chunk, str) and chunk and chunk in rag_turns[0]["value"]:
-                out.rag_templates[rag_turns[0]["value"].replace(chunk, "{data}", 1)] += 1
-        if plain_turns is not None:
-            out.no_rag_prompts[plain_turns[0]["value"]] += 1
-        out.conversations.append(Conversation(plain_turns, rag_turns, questions, source, out.label))
-
-    report = path / RUN_REPORT
-    if report.is_file():
-        try:
-            out.run_report = json.loads(report.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            out.run_report = None
-    out.prompts = read_prompt_uses(path, out.label)
-    return out
-
-
-def _turns_or_none(row: Any, out: OutputFolder, name: str) -> Optional[list[dict]]:
-    if row is None:
-        return None
-    turns = row.get("conversations") if isinstance(row, dict) else None
-    if check_conversation_shape(turns) is not None:
-        out.malformed[name] += 1
-        return None
-    return [{"from": t["from"], "value": t["value"]} for t in turns]
-
-
-# ------------------------------------------------------------------ token counting
-
-
-class TokenCounter:
-    """tiktoken's cl100k_base when it is installed and its vocabulary is at hand
-    (Llama 3's tokenizer was built from it and adds ~28k mostly non-English tokens,
-    so English counts are close); otherwise characters / 4, rounded up per text."""
-
-    def __init__(self, prefer_tiktoken: bool = True):
-        self._encode: Optional[Callable[[str], Any]] = None
-        self.method = "approximation: characters / 4, rounded up per text (tiktoken not available)"
-        if prefer_tiktoken:
-            try:
-                import tiktoken
-
-                encoding = tiktoken.get_encoding("cl100k_base")
-                self._encode = lambda text: encoding.encode(text, disallowed_special=())
-                self.method = "tiktoken cl100k_base (close to, not identical with, Llama 3's tokenizer)"
-            except Exception:  # not installed, or no vocabulary file offline
-                self._encode = None
-
-    @property
-    def exact(self) -> bool:
-        return self._encode is not None
-
-    def count(self, text: str) -> int:
-        if self._encode is not None:
-            return len(self._encode(text))
-        return math.ceil(len(text) / 4)
 
 
 # ------------------------------------------------------------------ assembling

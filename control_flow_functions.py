@@ -476,6 +476,8 @@ def _write_report(ctx: RunContext, engines: Engines, store: CallStore, started: 
         "reused": store.hits,
         **{k: v for k, v in engines.stats.as_dict().items() if k != "requests"},
         "peak_in_flight": engines.limiter.peak,
+        "mean_in_flight": round(engines.limiter.mean_in_flight, 2),
+        "concurrency_limit": engines.limiter.limit,
     }
     data["budget"] = engines.budget.as_dict()
     data["outputs"] = outputs or {}

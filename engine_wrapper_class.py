@@ -106,7 +106,9 @@ class RequestStats:
 
 
 class RequestLimiter:
-    """Counts requests in flight across the whole run (CONCURRENCY_LIMIT)."""
+    """Counts requests in flight across the whole run (CONCURRENCY_LIMIT), and
+    how many were in flight on average: the figure that says whether the run
+    kept the server as busy as the limit allows."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -114,6 +116,9 @@ class RequestLimiter:
         self.in_flight = 0
         self.peak = 0
         self.stopped_by: Optional[BaseException] = None
+        self._first_request_at: Optional[float] = None
+        self._last_change = 0.0
+        self._in_flight_seconds = 0.0  # the integral of in_flight over time
 
     def stop(self, cause: BaseException) -> None:
         """Start no more requests; those in flight finish. A request waiting for
@@ -121,17 +126,33 @@ class RequestLimiter:
         if self.stopped_by is None:
             self.stopped_by = cause
 
+    @property
+    def mean_in_flight(self) -> float:
+        """Requests in flight on average, from the first request to the last answer."""
+        if self._first_request_at is None or self._last_change <= self._first_request_at:
+            return 0.0
+        return self._in_flight_seconds / (self._last_change - self._first_request_at)
+
+    def _count(self, change: int) -> None:
+        now = time.monotonic()
+        if self._first_request_at is None:
+            self._first_request_at = now
+        else:
+            self._in_flight_seconds += self.in_flight * (now - self._last_change)
+        self._last_change = now
+        self.in_flight += change
+
     async def __aenter__(self) -> "RequestLimiter":
         await self._semaphore.acquire()
         if self.stopped_by is not None:
             self._semaphore.release()  # wakes the next waiter, which stops too
             raise RequestsStopped(self.stopped_by)
-        self.in_flight += 1
+        self._count(+1)
         self.peak = max(self.peak, self.in_flight)
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        self.in_flight -= 1
+        self._count(-1)
         self._semaphore.release()
 
 

@@ -249,6 +249,8 @@ def run(args: argparse.Namespace) -> dict:
         "start_to_first_request_s": round(stats["first_request_at"] - wall_started, 3),
         "last_response_to_end_s": round(wall_ended - stats["last_response_at"], 3),
         "mean_in_flight_over_limit": round(stats["mean_in_flight"] / args.concurrency, 3),
+        # The same, as the run's own report counts it (what a user sees in the summary).
+        "reported_mean_in_flight_over_limit": round(report["requests"]["mean_in_flight"] / args.concurrency, 3),
         "peak_in_flight": stats["peak_in_flight"],
         "requests": requests,
         "client_cpu_ms_per_request": round(1000 * cpu / max(1, requests), 3),

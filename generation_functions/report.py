@@ -101,6 +101,11 @@ def summary_text(report: dict[str, Any]) -> str:
             f"{requests.get('retries', 0)} retried; tokens: {requests.get('prompt_tokens', 0)} prompt + "
             f"{requests.get('completion_tokens', 0)} completion"
         )
+        if requests.get("made"):
+            lines.append(
+                f"  requests in flight: {requests.get('mean_in_flight', 0):.1f} on average, "
+                f"{requests.get('peak_in_flight', 0)} at most, of CONCURRENCY_LIMIT {requests.get('concurrency_limit', '?')}"
+            )
     if "wall_seconds" in report:
         lines.append(f"  wall time: {report['wall_seconds']:.1f}s")
     if report.get("outputs"):

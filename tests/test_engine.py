@@ -139,6 +139,8 @@ def test_concurrency_limit_counts_requests_in_flight_across_engines():
         asyncio.run(run())
         assert server.peak_in_flight == 3
         assert limiter.peak == 3
+        # Twelve 50 ms requests through three slots: close to three in flight throughout.
+        assert 2.0 <= limiter.mean_in_flight <= 3.0
         assert stats.succeeded == 12
 
 

@@ -63,6 +63,10 @@ def test_every_output_file_is_written_and_parses(full_run):
     report = json.loads((out / "run_report.json").read_text())
     assert report["funnel"]["conversations"] == len(read_jsonl(out / SHAREGPT_NO_RAG)) > 0
     assert "Run summary" in result.stdout and "conversations:" in result.stdout
+    requests = report["requests"]
+    assert requests["concurrency_limit"] == 8
+    assert 1 < requests["mean_in_flight"] <= requests["peak_in_flight"] <= 8
+    assert "requests in flight:" in result.stdout and "of CONCURRENCY_LIMIT 8" in result.stdout
 
 
 def test_qa_pairs_carry_their_source_and_chunk(full_run):

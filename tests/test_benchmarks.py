@@ -1,0 +1,87 @@
+"""The throughput benchmark's own arithmetic, and a small run of it end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_throughput import Task, _then, clairvoyant_schedule, longest_chain  # noqa: E402
+
+
+def chain_of(length: int, seconds: float = 1.0) -> Task:
+    root = Task(seconds)
+    last = [root]
+    for _ in range(length - 1):
+        last = _then(last, seconds)
+    return root
+
+
+def chunk(pairs: int, votes: int = 2) -> Task:
+    """One chunk as the pipeline runs it: questions, then per pair two votes of
+    each check and a repair, then the conversation."""
+    questions = Task(1.0)
+    ends = []
+    for _ in range(pairs):
+        question_votes = _then([questions], 1.0, votes)
+        answer_votes = _then(question_votes, 1.0, votes)
+        ends += _then(answer_votes, 1.0)
+    _then(ends, 1.0)
+    return questions
+
+
+@pytest.mark.parametrize(
+    "roots, limit, chain, schedule",
+    [
+        ([chain_of(3)], 4, 3.0, 3.0),  # a lone chain is its own bound
+        ([Task(1.0) for _ in range(4)], 2, 1.0, 2.0),  # independent work: requests / limit
+        ([Task(1.0) for _ in range(5)], 2, 1.0, 3.0),  # whole requests: a third round for the fifth
+        ([chain_of(2, 0.5), Task(1.0)], 1, 1.0, 2.0),  # one slot: everything in turn
+        # 30 chunks of one pair at 50 slots: the 60 first votes do not fit one round, so six rounds.
+        ([chunk(1) for _ in range(30)], 50, 5.0, 6.0),
+        # Few chunks leave slots free: the chain decides.
+        ([chunk(3) for _ in range(4)], 50, 5.0, 5.0),
+    ],
+)
+def test_chain_and_clairvoyant_schedule(roots, limit, chain, schedule):
+    assert longest_chain(roots) == pytest.approx(chain)
+    assert clairvoyant_schedule(roots, limit) == pytest.approx(schedule)
+
+
+def test_the_schedule_never_beats_either_bound():
+    roots = [chunk(pairs) for pairs in (1, 2, 3, 3, 2, 1, 3, 3)]
+    work = sum(task.seconds for task in _every_task(roots))
+    for limit in (1, 3, 8, 50):
+        schedule = clairvoyant_schedule(roots, limit)
+        assert schedule >= max(work / limit, longest_chain(roots)) - 1e-9
+
+
+def _every_task(roots):
+    seen, stack = {}, list(roots)
+    while stack:
+        task = stack.pop()
+        if id(task) not in seen:
+            seen[id(task)] = task
+            stack.extend(task.successors)
+    return seen.values()
+
+
+def test_the_benchmark_runs_and_reports_every_figure(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_throughput.py"), "--chunks", "4", "--latency", "0.02",
+         "--concurrency", "8", "--input", str(REPO / "raw_text_input"), "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.strip())
+    for name in ("wall_s", "ideal_s", "wall_over_ideal", "longest_chain_s", "clairvoyant_schedule_s",
+                 "mean_in_flight_over_limit", "client_cpu_ms_per_request", "requests_per_conversation",
+                 "prompt_tokens_per_conversation", "completion_tokens_per_conversation"):
+        assert name in figures, name
+    assert float(figures["wall_s"]) >= float(figures["clairvoyant_schedule_s"]) * 0.95
+    assert float(figures["clairvoyant_schedule_s"]) >= float(figures["ideal_s"]) - 1e-3

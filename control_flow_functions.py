@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_budget, make_engine
+from engine_wrapper_class import RequestStats, Sampling, make_budget, make_engine
 from generation_functions import output_processors as parsers
 from generation_functions.chunking import Chunk, chunk_documents
+from generation_functions.concurrency import RequestLimiter
 from generation_functions.config import Config
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
@@ -478,6 +479,8 @@ def _write_report(ctx: RunContext, engines: Engines, store: CallStore, started: 
         "peak_in_flight": engines.limiter.peak,
         "mean_in_flight": round(engines.limiter.mean_in_flight, 2),
         "concurrency_limit": engines.limiter.limit,
+        # Lowered while the server was overloaded (timeouts, 429, 503); the limit when it never was.
+        "lowest_in_flight_allowed": engines.limiter.lowest,
     }
     data["budget"] = engines.budget.as_dict()
     data["outputs"] = outputs or {}

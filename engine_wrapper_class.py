@@ -9,10 +9,12 @@ reason, token usage) whatever the provider:
 
 Transient failures (408/409/429/5xx, timeouts, dropped connections) are retried
 with jittered exponential backoff, honouring Retry-After, for at most
-MAX_RETRY_SECONDS. One `RequestLimiter` is shared by every engine of a run, so
-CONCURRENCY_LIMIT counts requests in flight across the whole run. BASE_URL may
-name several replicas of one model: each request goes to the replica with the
-fewest requests in flight, and a replica that just failed is avoided for a while.
+MAX_RETRY_SECONDS. One `RequestLimiter` (generation_functions/concurrency.py) is
+shared by every engine of a run, so CONCURRENCY_LIMIT counts requests in flight
+across the whole run; it is lowered for a while when the server is overloaded.
+BASE_URL may name several replicas of one model: each request goes to the
+replica with the fewest requests in flight, and a replica that just failed is
+avoided for a while.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import aiohttp
 import orjson
 
 from generation_functions.budget import Budget, Price
-from generation_functions.errors import EngineError, RequestRejected, RequestsStopped, ServerUnreachable
+from generation_functions.concurrency import RequestLimiter
+from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
 
 log = logging.getLogger("verustoolkit")
 
@@ -60,6 +63,10 @@ class Completion:
     completion_tokens: int = 0
 
 
+# Failures that say the server has more than it can take, not that it is broken.
+OVERLOAD_REASONS = frozenset({"timeout", "HTTP 429", "HTTP 503"})
+
+
 class TransientError(Exception):
     """A failure worth retrying; retry_after is the server's hint in seconds."""
 
@@ -67,6 +74,11 @@ class TransientError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.sent_at = time.monotonic()  # when the failed attempt went out; set by the engine
+
+    @property
+    def overload(self) -> bool:
+        return self.reason in OVERLOAD_REASONS
 
 
 class Backend(Protocol):
@@ -103,57 +115,6 @@ class RequestStats:
             "completion_tokens": self.completion_tokens,
             "retry_reasons": dict(sorted(self.retry_reasons.items())),
         }
-
-
-class RequestLimiter:
-    """Counts requests in flight across the whole run (CONCURRENCY_LIMIT), and
-    how many were in flight on average: the figure that says whether the run
-    kept the server as busy as the limit allows."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._semaphore = asyncio.Semaphore(limit)
-        self.in_flight = 0
-        self.peak = 0
-        self.stopped_by: Optional[BaseException] = None
-        self._first_request_at: Optional[float] = None
-        self._last_change = 0.0
-        self._in_flight_seconds = 0.0  # the integral of in_flight over time
-
-    def stop(self, cause: BaseException) -> None:
-        """Start no more requests; those in flight finish. A request waiting for
-        a slot raises RequestsStopped instead of going out to be paid for."""
-        if self.stopped_by is None:
-            self.stopped_by = cause
-
-    @property
-    def mean_in_flight(self) -> float:
-        """Requests in flight on average, from the first request to the last answer."""
-        if self._first_request_at is None or self._last_change <= self._first_request_at:
-            return 0.0
-        return self._in_flight_seconds / (self._last_change - self._first_request_at)
-
-    def _count(self, change: int) -> None:
-        now = time.monotonic()
-        if self._first_request_at is None:
-            self._first_request_at = now
-        else:
-            self._in_flight_seconds += self.in_flight * (now - self._last_change)
-        self._last_change = now
-        self.in_flight += change
-
-    async def __aenter__(self) -> "RequestLimiter":
-        await self._semaphore.acquire()
-        if self.stopped_by is not None:
-            self._semaphore.release()  # wakes the next waiter, which stops too
-            raise RequestsStopped(self.stopped_by)
-        self._count(+1)
-        self.peak = max(self.peak, self.in_flight)
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self._count(-1)
-        self._semaphore.release()
 
 
 @dataclass(frozen=True)
@@ -213,22 +174,28 @@ class EngineWrapper:
     ) -> Completion:
         """Ask the model; `keep` stores the answer before the request's slot is
         freed, so a killed run loses no more than CONCURRENCY_LIMIT answers."""
-        started = time.monotonic()
+        # The retry window counts the time spent on failed attempts and on the
+        # waits between them, not the time spent queued for a slot: when the
+        # limiter is lowered, a request may queue for long without the server
+        # having failed it.
+        failing = 0.0
         attempt = 0
         while True:
             try:
                 completion = await self._attempt(prompt, sampling, keep)
             except TransientError as exc:
+                failing += time.monotonic() - exc.sent_at
                 delay = self.retry.delay(attempt, exc.retry_after)
-                if time.monotonic() - started + delay > self.retry.max_seconds:
+                if failing + delay > self.retry.max_seconds:
                     self.stats.failed += 1
                     raise EngineError(
-                        f"model {self.model}: gave up after {attempt + 1} attempts over "
-                        f"{time.monotonic() - started:.0f}s (last error: {exc.reason})"
+                        f"model {self.model}: gave up after {attempt + 1} attempts failing for "
+                        f"{failing:.0f}s (last error: {exc.reason})"
                     ) from None
                 self.stats.count_retry(exc.reason)
                 log.debug("retrying after %s in %.1fs", exc.reason, delay)
                 await asyncio.sleep(delay)
+                failing += delay
                 attempt += 1
                 continue
             except EngineError:
@@ -244,12 +211,19 @@ class EngineWrapper:
             self.budget.before_request()
             index = self.pool.acquire()
             failed = True
+            sent_at = time.monotonic()
             try:
                 self.stats.requests += 1
                 completion = await self.pool.backends[index].call(prompt, sampling)
                 failed = False
+            except TransientError as exc:
+                exc.sent_at = sent_at
+                if exc.overload:
+                    self.limiter.overloaded(sent_at, exc.reason)
+                raise
             finally:
                 self.pool.release(index, failed)
+            self.limiter.succeeded()
             self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
             if keep is not None:
                 try:

@@ -95,7 +95,8 @@ def check_few_shot_examples(prompts: dict, parsers: dict, result: CheckResult) -
 
 async def ping_models(config: Config, result: CheckResult) -> None:
     """One tiny request to each configured model."""
-    from engine_wrapper_class import RequestLimiter, RequestStats, Sampling, make_engine
+    from engine_wrapper_class import RequestStats, Sampling, make_engine
+    from generation_functions.concurrency import RequestLimiter
 
     limiter, stats = RequestLimiter(2), RequestStats()
     prompt = PING_PROMPT if config.system.COMPLETION_MODE else [{"role": "user", "content": PING_PROMPT}]

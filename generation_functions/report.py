@@ -106,6 +106,12 @@ def summary_text(report: dict[str, Any]) -> str:
                 f"  requests in flight: {requests.get('mean_in_flight', 0):.1f} on average, "
                 f"{requests.get('peak_in_flight', 0)} at most, of CONCURRENCY_LIMIT {requests.get('concurrency_limit', '?')}"
             )
+        lowest = requests.get("lowest_in_flight_allowed")
+        if lowest is not None and lowest < requests.get("concurrency_limit", lowest):
+            lines.append(
+                f"  the server was overloaded (timeouts, 429 or 503): requests in flight were lowered to {lowest} "
+                "at the worst; a lower CONCURRENCY_LIMIT or a longer REQUEST_TIMEOUT avoids the retries"
+            )
     if "wall_seconds" in report:
         lines.append(f"  wall time: {report['wall_seconds']:.1f}s")
     if report.get("outputs"):

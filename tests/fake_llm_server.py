@@ -195,6 +195,7 @@ class FakeLLMServer:
         port: int = 0,
         capacity: int = 0,
         max_pairs: int = 3,
+        cancel_on_disconnect: bool = False,
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.api_key = api_key
@@ -209,6 +210,9 @@ class FakeLLMServer:
         # Server capacity: at most this many requests are served at once; the
         # rest queue, as on a GPU server with a fixed batch size (0: unlimited).
         self._capacity_limit = capacity
+        # Whether a request the client gave up on stops being served, as vLLM,
+        # llama.cpp and Ollama do; otherwise it keeps its place until done.
+        self._cancel_on_disconnect = cancel_on_disconnect
         self._capacity: Optional[asyncio.Semaphore] = None
         self.service_seconds = 0.0  # sum of modelled service times
         self.service_by_step: dict[str, float] = {}
@@ -266,7 +270,9 @@ class FakeLLMServer:
             self._capacity = asyncio.Semaphore(self._capacity_limit)
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=self._cancel_on_disconnect
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._requested_port, backlog=1024, reuse_address=True)
         await site.start()

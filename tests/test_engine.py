@@ -9,12 +9,12 @@ import pytest
 
 from engine_wrapper_class import (
     EngineWrapper,
-    RequestLimiter,
     RequestStats,
     RetryPolicy,
     Sampling,
     make_backends,
 )
+from generation_functions.concurrency import RequestLimiter
 from generation_functions.errors import EngineError, RequestRejected, RequestsStopped, ServerUnreachable
 from tests.fake_llm_server import FakeLLMServer, FaultPlan
 

@@ -205,6 +205,42 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes_it(tmp_path, ref
     assert made - total <= limit  # only the answers that could not be stored are asked again
 
 
+def _many_chunks(folder: Path, chunks: int) -> Path:
+    """A document of `chunks` chunk-sized paragraphs, each worth three questions to the fake model."""
+    rng = random.Random(5)
+    words = "verus identity currency chain reserve basket notary staking mining wallet address export bridge".split()
+    paragraphs = [
+        " ".join(" ".join(rng.choice(words) for _ in range(12)).capitalize() + f" number {i}-{j}." for j in range(14))
+        for i in range(chunks)
+    ]
+    folder.mkdir(parents=True)
+    (folder / "notes.md").write_text("\n\n".join(paragraphs), encoding="utf-8")
+    return folder
+
+
+def test_an_overloaded_server_slows_the_run_down_instead_of_stopping_it(tmp_path):
+    """CONCURRENCY_LIMIT 50 against a server that serves 4 at a time: queued
+    requests time out. Sending them all again would time them out again (this
+    run used to give up with no conversation at all); halving the requests in
+    flight on each timeout lets it finish."""
+    with FakeLLMServer(latency=0.1, capacity=4, cancel_on_disconnect=True) as server:
+        config = write_config(
+            tmp_path / "config.yaml",
+            server.base_url,
+            PATH={"INPUT": str(_many_chunks(tmp_path / "input", 25))},
+            SYSTEM={"CONCURRENCY_LIMIT": 50, "REQUEST_TIMEOUT": 0.5, "MAX_RETRY_SECONDS": 10},
+        )
+        result = run_processing(config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "output" / "run_report.json").read_text())
+    assert report["funnel"]["conversations"] == 25
+    assert report["requests"]["lowest_in_flight_allowed"] < 20
+    assert report["requests"]["retry_reasons"].get("timeout", 0) > 0
+    assert "the model server is overloaded (timeout)" in result.stderr
+    assert "requests in flight were lowered to" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):
     expected, total = reference
     with FakeLLMServer(latency=0.02) as server:

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Awaitable, Iterable, Iterator, Optional, TypeVar
 
 from engine_wrapper_class import RequestStats, Sampling, make_budget, make_engine
 from generation_functions import output_processors as parsers
@@ -33,6 +33,7 @@ from generation_functions.report import RunReport
 from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
+T = TypeVar("T")
 log = logging.getLogger("verustoolkit")
 
 QUESTION_GENERATION = "qatuples_gen_no_filenames"
@@ -93,6 +94,21 @@ class Vote:
     failures: tuple[str, ...] = ()
 
 
+async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """asyncio.gather that lets every request finish before passing on a failure.
+
+    Plain gather raises the first error at once and leaves the siblings running
+    on their own. The run would then stop, and close its connections under
+    requests still in flight: answers already paid for would be lost (a spend
+    cap, for one, lets requests in flight finish and stores them).
+    """
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 async def majority_vote(step: BoundStep, values: dict[str, str], total: int, slot: str) -> Vote:
     """Up to `total` votes; the majority decides and ties are tossed.
 
@@ -105,7 +121,7 @@ async def majority_vote(step: BoundStep, values: dict[str, str], total: int, slo
     failures: list[str] = []
     while yes < needed and no < needed and cast < total:
         batch = min(total - cast, needed - max(yes, no))
-        outcomes = await asyncio.gather(*(step.run(values, f"{slot}/vote{cast + i}") for i in range(batch)))
+        outcomes = await gather_all(step.run(values, f"{slot}/vote{cast + i}") for i in range(batch))
         cast += batch
         for outcome in outcomes:
             if outcome.value is True:
@@ -231,7 +247,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         ctx.progress.advance("pairs")
         return record
 
-    records = await asyncio.gather(*(vet_and_tick(pair, n) for n, pair in enumerate(raw_pairs)))
+    records = await gather_all(vet_and_tick(pair, n) for n, pair in enumerate(raw_pairs))
     result["vetted"] = list(records)
     survivors = [(r["question"], r["answer"]) for r in records if r.get("kept")]
     result["pairs"] = [list(p) for p in survivors]

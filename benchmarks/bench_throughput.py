@@ -16,6 +16,13 @@ and prints:
 - requests and prompt/completion tokens per kept conversation.
 
     python benchmarks/bench_throughput.py --chunks 200 --concurrency 50 --latency 0.3 --counter 3
+
+With --capacity below --concurrency the server queues what it cannot serve, and
+a short --request-timeout makes queued requests time out: the overload case,
+where the run must lower its own limit rather than give up. The work bound then
+divides by the capacity.
+
+    python benchmarks/bench_throughput.py --chunks 200 --capacity 16 --request-timeout 0.7 --max-retry-seconds 30
 """
 
 from __future__ import annotations
@@ -199,6 +206,8 @@ def clairvoyant_schedule(roots: list[Task], limit: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    # What can run at once: the limit, or fewer where the server serves fewer.
+    slots = min(args.concurrency, args.capacity) if args.capacity else args.concurrency
     process, base = start_server(args)
     try:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +218,7 @@ def run(args: argparse.Namespace) -> dict:
                     "PATH": {"INPUT": str(args.input), "OUTPUT": str(Path(tmp) / "out"),
                              "DEFAULT_PROMPTS": str(REPO / "prompts"), "PROMPTS": str(REPO / "prompts")},
                     "SYSTEM": {"CHUNK_SIZE": args.chunk_size, "CONCURRENCY_LIMIT": args.concurrency,
+                               "REQUEST_TIMEOUT": args.request_timeout, "MAX_RETRY_SECONDS": args.max_retry_seconds,
                                "DOUBLE_CHECK_COUNTER": args.counter, "USE_SUBSET": True, "SUBSET_SIZE": args.chunks},
                 },
                 base_dir=REPO,
@@ -224,13 +234,13 @@ def run(args: argparse.Namespace) -> dict:
                         for step in (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION)}
             roots = recorded_requests(Path(tmp) / "out", keys, per_step, args.counter)
             chain = longest_chain(roots)
-            clairvoyant = clairvoyant_schedule(roots, args.concurrency)
+            clairvoyant = clairvoyant_schedule(roots, slots)
     finally:
         process.kill()
         process.wait()
     requests = report["requests"]["made"]
     conversations = max(1, report["funnel"]["conversations"])
-    work_bound = stats["service_seconds"] / args.concurrency
+    work_bound = stats["service_seconds"] / slots
     ideal = max(work_bound, chain)
     return {
         "chunks": report["funnel"]["chunks"],
@@ -259,6 +269,7 @@ def run(args: argparse.Namespace) -> dict:
         "completion_tokens_per_conversation": round(report["requests"]["completion_tokens"] / conversations, 1),
         "conversations": report["funnel"]["conversations"],
         "retries": report["requests"]["retries"],
+        "lowest_in_flight_allowed": report["requests"]["lowest_in_flight_allowed"],
         "retry_reasons": report["requests"]["retry_reasons"],
     }
 
@@ -270,6 +281,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.3, help="seconds per request")
     parser.add_argument("--per-token-latency", type=float, default=0.0, help="seconds per output token")
     parser.add_argument("--capacity", type=int, default=0, help="server capacity (0: unlimited)")
+    parser.add_argument("--request-timeout", type=float, default=180.0, help="SYSTEM.REQUEST_TIMEOUT")
+    parser.add_argument("--max-retry-seconds", type=float, default=600.0, help="SYSTEM.MAX_RETRY_SECONDS")
     parser.add_argument("--counter", type=int, default=3, help="DOUBLE_CHECK_COUNTER")
     parser.add_argument("--max-pairs", type=int, default=3, help="pairs the fake model writes per chunk")
     parser.add_argument("--chunk-size", type=int, default=1900)

@@ -77,6 +77,8 @@ def setting_widget(gr: Any, setting: ui.SettingField, value: Any, info: str) -> 
         return gr.Textbox(value=value, label=label, info=info, lines=4, max_lines=12)
     if setting.kind == "url_list":
         return gr.Textbox(value=value, label=label, info=info, lines=1, max_lines=6)
+    if setting.kind == "string_list":
+        return gr.Textbox(value=value, label=label, info=info, lines=4, max_lines=12)
     return gr.Textbox(value=value, label=label, info=info)
 
 

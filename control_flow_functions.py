@@ -46,12 +46,11 @@ STEP_NAMES = (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR,
 RESULTS_DIR = "chunk_results"
 # The chunk keys of the latest run, in order: which chunk_results belong to it.
 CHUNK_INDEX = "chunk_index.json"
-# At most this many stop sequences: OpenAI's API rejects more than four.
-STOP_SEQUENCES = ("### Instruction:", "<|eot_id|>", "<|im_end|>", "</s>")
+def stop_sequences(config: Config) -> tuple[str, ...]:
+    return tuple(config.system.STOP_SEQUENCES) if config.system.STOP else ()
 
 
-def build_steps(stop: bool) -> dict[str, GenerationStep]:
-    stops = STOP_SEQUENCES if stop else ()
+def build_steps(stops: tuple[str, ...]) -> dict[str, GenerationStep]:
     return {
         QUESTION_GENERATION: GenerationStep(
             QUESTION_GENERATION, parsers.parse_question_generation, Sampling(0.7, 0.95, 3000, stops)
@@ -447,7 +446,7 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     store = CallStore(output_dir)
     steps = {
         name: BoundStep(step, prompts[name], engines.large if name == CONVERSATION else engines.logical, store)
-        for name, step in build_steps(config.system.STOP).items()
+        for name, step in build_steps(stop_sequences(config)).items()
     }
     ctx = RunContext(config, steps, report, output_dir, progress)
     index = ChunkIndex()

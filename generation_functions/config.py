@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from generation_functions.errors import ConfigError
 
 # Where an empty API.API_KEY is looked up, first match wins.
+# Sent as stop sequences while SYSTEM.STOP is true: the completion prompts'
+# next-instruction marker and the end-of-turn tokens of common chat formats
+# (Llama 3, ChatML, Llama 2 / Mistral). OpenAI's API accepts at most four.
+DEFAULT_STOP_SEQUENCES = ("### Instruction:", "<|eot_id|>", "<|im_end|>", "</s>")
+
 API_KEY_ENV_VARS = {
     "api": ("VERUSTOOLKIT_API_KEY", "OPENAI_API_KEY"),
     "cohere": ("VERUSTOOLKIT_API_KEY", "COHERE_API_KEY", "CO_API_KEY"),
@@ -67,10 +72,18 @@ class SystemSection(_Section):
     )
     MODE: Literal["api", "cohere"] = "api"
     STOP: StrictBool = True
+    STOP_SEQUENCES: list[StrictStr] = Field(default_factory=lambda: list(DEFAULT_STOP_SEQUENCES))
     SUBSET_SIZE: StrictInt = Field(default=20, ge=1)
     USE_SUBSET: StrictBool = False
     REQUEST_TIMEOUT: float = Field(default=180.0, gt=0, le=3600)
     MAX_RETRY_SECONDS: float = Field(default=600.0, ge=0, le=86_400)
+
+    @field_validator("STOP_SEQUENCES")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str]) -> list[str]:
+        if any(not stop for stop in value):
+            raise ValueError("an empty stop sequence would stop every answer at once")
+        return value
 
 
 class SkipSection(_Section):

@@ -186,13 +186,13 @@ def _mean_chars(outputs) -> float:
 
 async def run_check(config: Config, prompts: dict) -> CheckResult:
     """What `processing.py --check` prints; generates nothing."""
-    from control_flow_functions import build_steps
+    from control_flow_functions import build_steps, stop_sequences
 
     result = CheckResult()
     result.say(f"Config: OK (input {config.input_dir}, output {config.output_dir})")
     result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
     result.say("Few-shot examples:")
-    parsers = {name: step.processor for name, step in build_steps(config.system.STOP).items()}
+    parsers = {name: step.processor for name, step in build_steps(stop_sequences(config)).items()}
     examples = check_few_shot_examples(prompts, parsers, result)
     result.say("Server:")
     try:

@@ -35,7 +35,6 @@ from typing import Any, Iterable, Literal, Optional, Sequence
 import annotated_types
 import yaml
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from generation_functions.config import (
     ApiSection,
@@ -70,7 +69,7 @@ RESUME_HINT = "Start the run again to resume; finished work is kept."
 
 # ---------------------------------------------------------------- settings
 
-FieldKind = Literal["text", "secret", "long_text", "url_list", "int", "float", "bool", "choice"]
+FieldKind = Literal["text", "secret", "long_text", "url_list", "string_list", "int", "float", "bool", "choice"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def setting_fields() -> list[SettingField]:
     fields = []
     for section, model in SECTION_MODELS.items():
         for key, info in model.model_fields.items():
-            default = None if info.default is PydanticUndefined else info.default
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
             fields.append(
                 SettingField(
                     section=section,
@@ -121,6 +120,8 @@ def field_kind(key: str, annotation: Any, default: Any) -> FieldKind:
         return "float"
     if _is_union_with_list(annotation):
         return "url_list"
+    if typing.get_origin(annotation) is list:
+        return "string_list"
     if "API_KEY" in key:
         return "secret"
     if isinstance(default, str) and ("\n" in default or len(default) > 80):
@@ -181,6 +182,8 @@ def widget_info(setting: SettingField, help_texts: dict[str, str]) -> str:
         parts.append(f"Allowed: {setting.bounds}.")
     if setting.kind == "url_list":
         parts.append("Several servers: one URL per line.")
+    if setting.kind == "string_list":
+        parts.append("One per line.")
     if setting.kind == "secret":
         parts.append("Leave empty to read it from the environment.")
     return " ".join(part for part in parts if part)
@@ -199,9 +202,9 @@ def values_from_settings(data: dict, fields: Sequence[SettingField]) -> list[Any
 def _to_widget_value(setting: SettingField, value: Any) -> Any:
     """A value the widget can show; one it cannot (a word in a number field) shows
     the default, and the load message names the key."""
-    if setting.kind == "url_list" and isinstance(value, list):
-        return "\n".join(str(url) for url in value)
-    if setting.kind in ("text", "secret", "long_text", "url_list"):
+    if setting.kind in ("url_list", "string_list") and isinstance(value, list):
+        return "\n".join(str(item) for item in value)
+    if setting.kind in ("text", "secret", "long_text", "url_list", "string_list"):
         return "" if value is None else str(value)
     if setting.kind == "bool":
         return value if isinstance(value, bool) else setting.default
@@ -229,6 +232,9 @@ def setting_value(setting: SettingField, value: Any) -> Any:
     if setting.kind == "url_list":
         urls = [line.strip() for line in str(value or "").splitlines() if line.strip()]
         return urls[0] if len(urls) == 1 else urls
+    if setting.kind == "string_list":
+        # Kept as typed (a stop sequence may start with a space); blank lines are dropped.
+        return [line for line in str(value or "").splitlines() if line.strip()]
     if setting.kind == "int" and isinstance(value, float) and value.is_integer():
         return int(value)
     if setting.kind == "float" and isinstance(value, int) and not isinstance(value, bool):

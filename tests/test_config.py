@@ -83,6 +83,8 @@ MISTAKES = [
     (lambda d: _set(d, "SYSTEM.MODE", "anthropic"), "SYSTEM.MODE"),
     (lambda d: _set(d, "SYSTEM.COMPLETION_MODE", "yes"), "SYSTEM.COMPLETION_MODE"),
     (lambda d: _set(d, "SYSTEM.STOP", 1), "SYSTEM.STOP"),
+    (lambda d: _set(d, "SYSTEM.STOP_SEQUENCES", "### Instruction:"), "SYSTEM.STOP_SEQUENCES"),
+    (lambda d: _set(d, "SYSTEM.STOP_SEQUENCES", ["</s>", ""]), "an empty stop sequence"),
     (lambda d: _set(d, "SYSTEM.USE_SUBSET", "true"), "SYSTEM.USE_SUBSET"),
     (lambda d: _set(d, "SYSTEM.SUBSET_SIZE", 0), "SYSTEM.SUBSET_SIZE"),
     (lambda d: _set(d, "SKIP.QUESTION_CHECK", "no"), "SKIP.QUESTION_CHECK"),

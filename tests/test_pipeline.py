@@ -293,6 +293,11 @@ def test_stop_sequences_follow_the_stop_setting(tmp_path):
         first = server.count()
         assert run_processing(config).returncode == 0
         assert all("### Instruction:" in r.body["stop"] and len(r.body["stop"]) <= 4 for r in server.requests[first:])
+        custom = {"STOP": True, "STOP_SEQUENCES": ["<end_of_turn>"], "USE_SUBSET": True, "SUBSET_SIZE": 1}
+        config = write_config(tmp_path / "config.yaml", server.base_url, SYSTEM=custom, PATH={"OUTPUT": str(tmp_path / "third")})
+        first = server.count()
+        assert run_processing(config).returncode == 0
+        assert all(r.body["stop"] == ["<end_of_turn>"] for r in server.requests[first:])
 
 
 @pytest.mark.parametrize("files", [{}, {"empty.md": b"", "image.png": b"\x89PNG\r\n\x1a\n" + bytes(200)}], ids=["no-files", "unreadable"])

@@ -70,6 +70,7 @@ def test_every_config_key_gets_a_widget_in_config_order():
         ("SYSTEM.FINAL_ASSISTANT_PROMPT_RAG", "long_text"),
         ("SYSTEM.FINAL_ASSISTANT_PROMPT_NO_RAG", "long_text"),
         ("SKIP.QUESTION_CHECK", "bool"),
+        ("SYSTEM.STOP_SEQUENCES", "string_list"),
     ],
 )
 def test_each_key_gets_the_widget_that_fits_its_type(name, kind):
@@ -111,6 +112,9 @@ def test_widget_values_become_config_values():
     assert ui.setting_value(BY_NAME["SYSTEM.CHUNK_SIZE"], 2.5) == 2.5  # not rounded: pydantic says why it is wrong
     assert ui.setting_value(BY_NAME["SYSTEM.REQUEST_TIMEOUT"], 180) == 180.0
     assert ui.setting_value(BY_NAME["API.LOGICAL_MODEL"], "  m  ") == "m"
+    stops = BY_NAME["SYSTEM.STOP_SEQUENCES"]
+    assert ui.setting_value(stops, "<end_of_turn>\n\n ###\n") == ["<end_of_turn>", " ###"]
+    assert ui.setting_value(stops, "") == []
 
 
 def test_values_the_widgets_cannot_show_fall_back_to_defaults():
@@ -120,6 +124,7 @@ def test_values_the_widgets_cannot_show_fall_back_to_defaults():
     assert values["SYSTEM.MODE"] == "api"
     assert values["SYSTEM.STOP"] is True
     assert values["API.BASE_URL"] == "http://a\nhttp://b"
+    assert values["SYSTEM.STOP_SEQUENCES"] == "### Instruction:\n<|eot_id|>\n<|im_end|>\n</s>"
     assert values["API.LOGICAL_MODEL"] == ""  # required, no default: validation names it
 
 

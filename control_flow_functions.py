@@ -46,7 +46,10 @@ STEP_NAMES = (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR,
 RESULTS_DIR = "chunk_results"
 # The chunk keys of the latest run, in order: which chunk_results belong to it.
 CHUNK_INDEX = "chunk_index.json"
+
+
 def stop_sequences(config: Config) -> tuple[str, ...]:
+    """What every request sends as stop sequences (none while SYSTEM.STOP is false)."""
     return tuple(config.system.STOP_SEQUENCES) if config.system.STOP else ()
 
 

@@ -173,6 +173,7 @@ async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number:
     if verdict == "fail":
         return _tossed(ctx, chunk, record, "context_repair", "cannot stand alone", None, outcome)
     if verdict == "reword":
+        record["before_repair"] = [record["question"], record["answer"]]  # what the checks saw
         record["question"], record["answer"] = reworded
         ctx.report.note("context_repair", "reworded")
     ctx.report.keep("context_repair", chunk.source)

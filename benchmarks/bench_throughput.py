@@ -54,6 +54,8 @@ from control_flow_functions import (  # noqa: E402
     run_pipeline,
 )
 from generation_functions.config import config_from_dict  # noqa: E402
+from generation_functions.store import CALL_LOG, CALLS_DIR  # noqa: E402
+from tests.fake_llm_server import _tokens as answer_tokens  # noqa: E402
 
 WIKI = REPO.parent / "shared" / "verus_corpus" / "raw_text_input_wiki"
 
@@ -115,34 +117,66 @@ def _then(first: list[Task], seconds: float, count: int = 1) -> list[Task]:
     return tasks
 
 
-def recorded_requests(output: Path, keys: list[str], per_step: dict[str, float], counter: int) -> list[Task]:
+class ServiceTimes:
+    """Each request's service time at the fake server, read off its stored answer.
+
+    The fake serves a request in latency + per-token delay x the tokens of its
+    answer, and every answer is in the run's call logs, so a request's own time
+    is known exactly; with a per-token delay, step means would flatter the
+    schedule. A request not found counts its step's mean.
+    """
+
+    def __init__(self, output: Path, latency: float, per_token: float, means: dict[str, float]):
+        self._means = means
+        self._seconds: dict[tuple, float] = {}
+        for step in means:
+            log = output / CALLS_DIR / step / CALL_LOG
+            if not log.is_file():
+                continue
+            for line in log.read_bytes().splitlines():
+                record = json.loads(line)
+                seconds = latency + per_token * answer_tokens(record["response"])
+                self._seconds[self._key(step, record["values"])] = seconds
+
+    @staticmethod
+    def _key(step: str, values: dict) -> tuple:
+        return step, values.get("text"), values.get("question"), values.get("answer")
+
+    def of(self, step: str, **values: str) -> float:
+        return self._seconds.get(self._key(step, values), self._means[step])
+
+
+def recorded_requests(output: Path, keys: list[str], times: ServiceTimes, counter: int) -> list[Task]:
     """The requests each chunk made and what each waited for, rebuilt from its result.
 
     A chunk asks its questions; each pair then takes its check votes in rounds
     (all votes that can decide at once, then one more per split), its repair,
-    and the chunk's conversation waits for every pair. Each request counts its
-    step's mean service time at the server.
+    and the chunk's conversation waits for every pair.
     """
     needed = counter // 2 + 1
     roots = []
     for key in keys:
         result = json.loads((output / RESULTS_DIR / f"{key}.json").read_text())
-        question = Task(per_step[QUESTION_GENERATION])
+        text = result["chunk"]
+        question = Task(times.of(QUESTION_GENERATION, text=text))
         roots.append(question)
         pair_ends: list[Task] = []
         for record in result["vetted"]:
             last = [question]
+            # The pair as the checks saw it, before any rewording by the repair.
+            checked_question, checked_answer = record.get("before_repair", (record["question"], record["answer"]))
+            raw = {"text": text, "question": checked_question, "answer": checked_answer}
             for votes_key, step in (("question_votes", QUESTION_CHECK), ("answer_votes", ANSWER_CHECK)):
                 if votes_key in record:
                     cast = sum(record[votes_key])
-                    last = _then(last, per_step[step], min(cast, needed))
+                    last = _then(last, times.of(step, **raw), min(cast, needed))
                     for _ in range(cast - needed):
-                        last = _then(last, per_step[step])
+                        last = _then(last, times.of(step, **raw))
             if "repair" in record or record.get("tossed_at") == "context_repair":
-                last = _then(last, per_step[CONTEXT_REPAIR])
+                last = _then(last, times.of(CONTEXT_REPAIR, **raw))
             pair_ends.extend(last)
         if result["pairs"]:
-            _then(pair_ends, per_step[CONVERSATION])
+            _then(pair_ends, times.of(CONVERSATION, text=text))
     return roots
 
 
@@ -232,7 +266,8 @@ def run(args: argparse.Namespace) -> dict:
             keys = [p.stem for p in (Path(tmp) / "out" / RESULTS_DIR).glob("*.json")]
             per_step = {step: stats["service_by_step"].get(step, 0.0) / max(1, stats["by_step"].get(step, 0))
                         for step in (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION)}
-            roots = recorded_requests(Path(tmp) / "out", keys, per_step, args.counter)
+            times = ServiceTimes(Path(tmp) / "out", args.latency, args.per_token_latency, per_step)
+            roots = recorded_requests(Path(tmp) / "out", keys, times, args.counter)
             chain = longest_chain(roots)
             clairvoyant = clairvoyant_schedule(roots, slots)
     finally:

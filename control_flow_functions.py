@@ -30,6 +30,7 @@ from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
+from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
 from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
@@ -86,6 +87,7 @@ class RunContext:
     report: RunReport
     output_dir: Path
     progress: "ProgressSink"
+    paths: PathEstimator
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,11 @@ def _vote_reason(vote: Vote, negative: str) -> str:
     return negative
 
 
-async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number: int) -> dict:
-    """Checks then repair for one pair; returns its fate as a record."""
+async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number: int, size: int = 0) -> dict:
+    """Checks then repair for one pair; returns its fate as a record.
+
+    size: the characters of all the chunk's pairs, which the scheduler uses to
+    foresee how long the chunk's conversation will take."""
     question, answer = pair
     values = {"text": chunk.text, "textdetails": chunk.textdetails, "question": question, "answer": answer}
     total = ctx.config.system.DOUBLE_CHECK_COUNTER
@@ -153,18 +158,21 @@ async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number:
     record: dict[str, Any] = {"question": question, "answer": answer}
 
     if not ctx.config.skip.QUESTION_CHECK:
+        REQUEST_PRIORITY.set(ctx.paths.priority(QUESTION_CHECK, size))
         vote = await majority_vote(ctx.steps[QUESTION_CHECK], values, total, slot)
         record["question_votes"] = [vote.yes, vote.no]
         if not vote.decision:
             return _tossed(ctx, chunk, record, "question_check", _vote_reason(vote, "voted irrelevant"), vote)
         ctx.report.keep("question_check", chunk.source)
 
+    REQUEST_PRIORITY.set(ctx.paths.priority(ANSWER_CHECK, size))
     vote = await majority_vote(ctx.steps[ANSWER_CHECK], values, total, slot)
     record["answer_votes"] = [vote.yes, vote.no]
     if not vote.decision:
         return _tossed(ctx, chunk, record, "answer_check", _vote_reason(vote, "voted inaccurate"), vote)
     ctx.report.keep("answer_check", chunk.source)
 
+    REQUEST_PRIORITY.set(ctx.paths.priority(CONTEXT_REPAIR, size))
     outcome = await ctx.steps[CONTEXT_REPAIR].run(values, slot)
     if not outcome.ok:
         return _tossed(ctx, chunk, record, "context_repair", "check failed (no usable judgment)", None, outcome)
@@ -223,6 +231,7 @@ async def write_conversation(ctx: RunContext, chunk: Chunk, pairs: list[tuple[st
 
 async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
     values = {"text": chunk.text, "textdetails": chunk.textdetails}
+    REQUEST_PRIORITY.set(ctx.paths.priority(QUESTION_GENERATION))
     outcome = await ctx.steps[QUESTION_GENERATION].run(values, "questions")
     result: dict[str, Any] = {
         "key": chunk.key,
@@ -245,8 +254,10 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
     ctx.progress.grow("pairs", len(raw_pairs))
     ctx.progress.advance("chunks")
 
+    size = pair_characters(raw_pairs)
+
     async def vet_and_tick(pair: tuple[str, str], number: int) -> dict:
-        record = await vet_pair(ctx, chunk, pair, number)
+        record = await vet_pair(ctx, chunk, pair, number, size)
         ctx.progress.advance("pairs")
         return record
 
@@ -256,6 +267,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
     result["pairs"] = [list(p) for p in survivors]
     if survivors:
         ctx.progress.grow("conversations", 1)
+        REQUEST_PRIORITY.set(ctx.paths.priority(CONVERSATION, pair_characters(survivors)))
         conversation = await write_conversation(ctx, chunk, survivors)
         if conversation["turns"]:
             result["conversation"] = conversation["turns"]
@@ -448,11 +460,15 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     report = RunReport()
     engines = Engines.build(config)
     store = CallStore(output_dir)
+    chain = [name for name in STEP_NAMES if not (name == QUESTION_CHECK and config.skip.QUESTION_CHECK)]
+    paths = PathEstimator(chain)
     steps = {
-        name: BoundStep(step, prompts[name], engines.large if name == CONVERSATION else engines.logical, store)
+        name: BoundStep(
+            step, prompts[name], engines.large if name == CONVERSATION else engines.logical, store, paths.observe
+        )
         for name, step in build_steps(stop_sequences(config)).items()
     }
-    ctx = RunContext(config, steps, report, output_dir, progress)
+    ctx = RunContext(config, steps, report, output_dir, progress, paths)
     index = ChunkIndex()
     pretraining = PretrainingWriter(output_dir)
     try:

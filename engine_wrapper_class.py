@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Awaitable, Callable, Optional, Protocol, Sequence, Union
 
 import aiohttp
@@ -61,6 +61,7 @@ class Completion:
     finish_reason: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    seconds: float = 0.0  # from sending the request to its answer: the server's time, not the queue's
 
 
 # Failures that say the server has more than it can take, not that it is broken.
@@ -224,6 +225,7 @@ class EngineWrapper:
             finally:
                 self.pool.release(index, failed)
             self.limiter.succeeded()
+            completion = replace(completion, seconds=time.monotonic() - sent_at)
             self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
             if keep is not None:
                 try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
 from engine_wrapper_class import Completion, EngineWrapper, Prompt, Sampling
 from generation_functions.errors import ParseError, RequestRejected
@@ -48,11 +48,20 @@ class GenerationStep(Generic[T]):
 class BoundStep(Generic[T]):
     """A GenerationStep tied to its loaded prompt, an engine and the call store."""
 
-    def __init__(self, step: GenerationStep[T], prompt: Prompt, engine: EngineWrapper, store: CallStore):
+    def __init__(
+        self,
+        step: GenerationStep[T],
+        prompt: Prompt,
+        engine: EngineWrapper,
+        store: CallStore,
+        on_answer: Optional[Callable[[str, float, Mapping[str, str], str], None]] = None,
+    ):
         self.step = step
         self.prompt = prompt
         self.engine = engine
         self.store = store
+        # Told of every fresh answer (step, seconds, values, text): the scheduler learns step times from it.
+        self.on_answer = on_answer
         # Attempts whose output did not parse, by reason, for the run report.
         self.failures: Counter = Counter()
         self.template_id = store.save_template(step.prompt_name, prompt)
@@ -96,7 +105,10 @@ class BoundStep(Generic[T]):
             record = _call_record(self.engine.model, self.template_id, used, self.step.sampling, completion)
             self.store.save(self.name, key, record)
 
-        return await self.engine.generate(rendered, self.step.sampling, keep)
+        completion = await self.engine.generate(rendered, self.step.sampling, keep)
+        if self.on_answer is not None:
+            self.on_answer(self.name, completion.seconds, values, completion.text)
+        return completion
 
 
 def _call_record(

@@ -1,7 +1,9 @@
 """How many requests the run keeps in flight: CONCURRENCY_LIMIT, lowered while the server is overloaded.
 
-One `RequestLimiter` is shared by every engine of a run. Requests take slots
-first come, first served.
+One `RequestLimiter` is shared by every engine of a run. When every slot is
+taken, a freed slot goes to the waiting request of lowest priority number
+(generation_functions/scheduling.py: the one with the longest road ahead), first
+come, first served among equals.
 
 A server that is sent more requests than it can batch queues the rest, and a
 queued request's wait counts against REQUEST_TIMEOUT. When the limit is far
@@ -18,12 +20,14 @@ counted again: they describe the load that was already cut.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
-from collections import deque
 from typing import Optional
 
 from generation_functions.errors import RequestsStopped
+from generation_functions.scheduling import REQUEST_PRIORITY
 
 log = logging.getLogger("verustoolkit")
 
@@ -37,7 +41,8 @@ class RequestLimiter:
         self.in_flight = 0
         self.peak = 0
         self.stopped_by: Optional[BaseException] = None
-        self._waiting: deque[asyncio.Future] = deque()
+        self._waiting: list[tuple[float, int, asyncio.Future]] = []  # a heap
+        self._arrivals = itertools.count()
         self._last_cut = float("-inf")
         self._first_request_at: Optional[float] = None
         self._last_change = 0.0
@@ -50,7 +55,7 @@ class RequestLimiter:
             raise RequestsStopped(self.stopped_by)
         if self._waiting or self.in_flight >= self._slots:
             granted = asyncio.get_running_loop().create_future()
-            self._waiting.append(granted)
+            heapq.heappush(self._waiting, (REQUEST_PRIORITY.get(), next(self._arrivals), granted))
             try:
                 await granted  # the slot is taken for us before this returns
             except asyncio.CancelledError:
@@ -78,7 +83,7 @@ class RequestLimiter:
 
     def _grant(self) -> None:
         while self._waiting and self.in_flight < self._slots:
-            granted = self._waiting.popleft()
+            _, _, granted = heapq.heappop(self._waiting)
             if not granted.done():  # a cancelled wait stays queued until it comes up
                 self._enter()
                 granted.set_result(None)
@@ -117,7 +122,7 @@ class RequestLimiter:
         if self.stopped_by is None:
             self.stopped_by = cause
         while self._waiting:
-            granted = self._waiting.popleft()
+            _, _, granted = heapq.heappop(self._waiting)
             if not granted.done():
                 granted.set_exception(RequestsStopped(cause))
 

@@ -9,10 +9,11 @@ scheduling serves first the request with the most expected work still behind
 it in its chunk, so long chains start early and the end of the run stays busy.
 
 The expected work is learned while the run goes: the mean service time of
-each step, and for the conversation the mean time per character of the pairs
-it is asked to cover, since a conversation's length follows its pairs. Until a
-step has been seen, every step counts one unit, which orders the requests by
-how many steps remain.
+each step, and for the conversation a line of time against the characters of
+the pairs it is asked to cover, since a conversation's length follows its
+pairs (fitted on question generation's answers until conversations have been
+seen). Until a step has been seen, every step counts one unit, which orders
+the requests by how many steps remain.
 """
 
 from __future__ import annotations

@@ -100,15 +100,19 @@ def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
+def _readable_json(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
 def atomic_write_json(path: Path, data: Any, durable: bool = False) -> None:
-    atomic_write_bytes(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), durable)
+    atomic_write_bytes(path, _readable_json(data), durable)
 
 
 def write_json_if_changed(path: Path, data: Any) -> bool:
     """atomic_write_json, skipped when the file already holds exactly this: a
     resumed run rebuilds every chunk's result, and most are unchanged. Reading
     a file back costs far less than creating one."""
-    content = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    content = _readable_json(data)
     try:
         with open(path, "rb") as handle:
             if handle.read(len(content) + 1) == content:
@@ -227,11 +231,15 @@ def _read_at(fd: int, offset: int, length: int) -> bytes:
 
 
 def _record_key(line: bytes) -> Optional[str]:
-    """The key of a whole, well-formed call record; None for anything else."""
+    """The key of a line holding a whole call record; None for anything else."""
     try:
-        record = orjson.loads(line)
+        return _whole_record_key(orjson.loads(line))
     except ValueError:
         return None
+
+
+def _whole_record_key(record: Any) -> Optional[str]:
+    """A call record's key if it has one and a response; None for anything else."""
     if not isinstance(record, dict) or not isinstance(record.get("key"), str):
         return None
     if not isinstance(record.get("response"), str):
@@ -265,11 +273,8 @@ class CallStore:
         return log
 
     def load(self, step: str, key: str) -> Optional[dict]:
-        log = self.log(step)
-        if key not in log:
-            return None
-        record = log.load(key)
-        if not isinstance(record, dict) or record.get("key") != key or not isinstance(record.get("response"), str):
+        record = self.log(step).load(key)
+        if _whole_record_key(record) != key:
             return None
         self.hits += 1
         return record
@@ -287,8 +292,9 @@ class CallStore:
         """Store a step's prompt template once; calls refer to it by id.
 
         Calls of one step share their instructions and few-shot examples, which
-        are most of every prompt, so each call file keeps only the values filled
-        in. That makes the files several times smaller, and so faster to write.
+        are most of every prompt, so each call record keeps only the values
+        filled in. That makes the records several times smaller, and so faster
+        to write.
         """
         template_id = work_key(prompt)[:16]
         path = self.root / step / TEMPLATES_DIR / f"{template_id}.json"

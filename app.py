@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from generation_functions import webui_handlers as ui
+from generation_functions.log_setup import project_logging
 
 APP_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = APP_DIR / "config.yaml"
 TICK_SECONDS = 0.5
 
-log = logging.getLogger("verustoolkit")
 
 APP_CSS = """
 .vt-stage { margin: 0.4em 0; }
@@ -333,21 +333,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported; there may be no network
-    setup_logging()
-    app = build_app(args.config)
-    app.queue(default_concurrency_limit=8)
-    app.launch(server_name=args.host, server_port=args.port, css=APP_CSS, ssr_mode=False, show_error=True, quiet=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    with project_logging(handler, logging.INFO):
+        app = build_app(args.config)
+        app.queue(default_concurrency_limit=8)
+        app.launch(server_name=args.host, server_port=args.port, css=APP_CSS, ssr_mode=False, show_error=True, quiet=False)
     return 0
 
 

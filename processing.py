@@ -21,9 +21,6 @@ from tqdm import tqdm
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "config.yaml"
 STAGE_LABELS = {"chunks": "question generation", "pairs": "checking pairs", "conversations": "conversations"}
 
-log = logging.getLogger("verustoolkit")
-
-
 class TqdmProgress:
     """One progress bar per stage; totals grow as chunks reveal how many pairs they hold."""
 
@@ -54,12 +51,10 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging(verbose: bool) -> None:
+def console_handler() -> logging.Handler:
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    log.propagate = False
+    return handler
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -82,7 +77,13 @@ def fail(message: str, code: int) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.verbose)
+    from generation_functions.log_setup import project_logging
+
+    with project_logging(console_handler(), logging.DEBUG if args.verbose else logging.INFO):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and config errors stay fast.
     from control_flow_functions import load_prompts, run_pipeline
     from generation_functions.config import load_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -52,3 +53,14 @@ def run_processing(config: Path, *extra: str, env: dict | None = None, timeout: 
         env=environment,
         cwd=str(config.parent),
     )
+
+
+@pytest.fixture(autouse=True)
+def project_logger_left_as_found():
+    """No test may leave the project's logger changed: later tests (and their log capture) must not
+    depend on which tests ran before them. Entry points run in-process undo their logging setup."""
+    logger = logging.getLogger("verustoolkit")
+    before = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    after = (logger.handlers[:], logger.level, logger.propagate)
+    assert after == before, f"the 'verustoolkit' logger was left changed: {before} -> {after}"

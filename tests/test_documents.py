@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import contextmanager
-from typing import Iterator
 import zipfile
 from pathlib import Path
 
@@ -212,26 +210,13 @@ def test_iter_documents_is_lazy(tmp_path: Path) -> None:
 DOCUMENTS_LOGGER = "verustoolkit.documents"
 
 
-@contextmanager
-def _captured(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Let records reach the root logger, where caplog listens: processing.py (run
-    in-process by other tests) stops the project logger propagating there."""
-    project = logging.getLogger("verustoolkit")
-    before = project.propagate
-    project.propagate = True
-    try:
-        yield
-    finally:
-        project.propagate = before
-
-
 def test_skipped_files_have_reasons_and_one_warning_each(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "good.md").write_text(PARAGRAPH, encoding="utf-8")
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "blank.md").write_text(" \n\n\t ", encoding="utf-8")
     (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02\x03" * 500)
-    with caplog.at_level(logging.WARNING, logger=DOCUMENTS_LOGGER), _captured(caplog):
+    with caplog.at_level(logging.WARNING, logger=DOCUMENTS_LOGGER):
         documents, skipped = read_documents(tmp_path)
     assert [doc.path for doc in documents] == ["good.md"]
     assert {item.path: item.reason for item in skipped} == {
@@ -356,7 +341,7 @@ def test_pdf_with_only_owner_password_is_read(tmp_path: Path) -> None:
 
 def test_corrupt_pdf_is_skipped_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage without xref")
-    with caplog.at_level(logging.WARNING), _captured(caplog):
+    with caplog.at_level(logging.WARNING):
         assert _skipped(tmp_path).reason.startswith("corrupt PDF")
     assert [record.name for record in caplog.records] == [DOCUMENTS_LOGGER]
 

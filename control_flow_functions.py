@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Iterable, Iterator, Optional, TypeVar
 
-from engine_wrapper_class import RequestStats, Sampling, make_budget, make_engine
+from engine_wrapper_class import RequestStats, make_budget, make_engine
 from generation_functions import output_processors as parsers
 from generation_functions.chunking import Chunk, chunk_documents
 from generation_functions.concurrency import RequestLimiter
@@ -31,18 +31,21 @@ from generation_functions.errors import InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.report import RunReport
 from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
+from generation_functions.steps import (
+    ANSWER_CHECK,
+    CONTEXT_REPAIR,
+    CONVERSATION,
+    QUESTION_CHECK,
+    QUESTION_GENERATION,
+    STEPS,
+    ModelRole,
+    active_steps,
+)
 from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 T = TypeVar("T")
 log = logging.getLogger("verustoolkit")
-
-QUESTION_GENERATION = "qatuples_gen_no_filenames"
-QUESTION_CHECK = "check_question"
-ANSWER_CHECK = "check_answer"
-CONTEXT_REPAIR = "check_qatuple_context_no_filenames"
-CONVERSATION = "multi_turn_assistant_conversation"
-STEP_NAMES = (QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION)
 
 RESULTS_DIR = "chunk_results"
 # The chunk keys of the latest run, in order: which chunk_results belong to it.
@@ -54,26 +57,23 @@ def stop_sequences(config: Config) -> tuple[str, ...]:
     return tuple(config.system.STOP_SEQUENCES) if config.system.STOP else ()
 
 
-def build_steps(stops: tuple[str, ...]) -> dict[str, GenerationStep]:
+def build_steps(config: Config) -> dict[str, GenerationStep]:
+    """Every row of the table of steps, with the sampling this config gives it."""
+    stops = stop_sequences(config)
     return {
-        QUESTION_GENERATION: GenerationStep(
-            QUESTION_GENERATION, parsers.parse_question_generation, Sampling(0.7, 0.95, 3000, stops)
-        ),
-        QUESTION_CHECK: GenerationStep(QUESTION_CHECK, parsers.parse_question_check, Sampling(0.4, 0.95, 1500, stops)),
-        ANSWER_CHECK: GenerationStep(ANSWER_CHECK, parsers.parse_answer_check, Sampling(0.4, 0.95, 1500, stops)),
-        CONTEXT_REPAIR: GenerationStep(CONTEXT_REPAIR, parsers.parse_context_repair, Sampling(0.2, 0.95, 1500, stops)),
-        CONVERSATION: GenerationStep(CONVERSATION, parsers.parse_conversation, Sampling(0.6, 0.95, 4000, stops)),
+        step.prompt_name: GenerationStep.from_table(step, step.sampling_for(config.sampling_overrides(step.key), stops))
+        for step in STEPS
     }
 
 
 def load_prompts(config: Config) -> dict[str, Any]:
     """Resolve and load every step's prompt once, before any request."""
     prompts = {}
-    for name in STEP_NAMES:
-        prompt = load_prompt(name, config.system.COMPLETION_MODE, config.prompt_dirs)
-        source = str(resolve_prompt_path(name, config.system.COMPLETION_MODE, config.prompt_dirs))
-        check_placeholders(name, prompt, source)
-        prompts[name] = prompt
+    for step in STEPS:
+        prompt = load_prompt(step.prompt_name, config.system.COMPLETION_MODE, config.prompt_dirs)
+        source = str(resolve_prompt_path(step.prompt_name, config.system.COMPLETION_MODE, config.prompt_dirs))
+        check_placeholders(step.prompt_name, prompt, source, step.provides)
+        prompts[step.prompt_name] = prompt
     return prompts
 
 
@@ -210,22 +210,16 @@ def _tossed(
 
 
 async def write_conversation(ctx: RunContext, chunk: Chunk, pairs: list[tuple[str, str]]) -> dict:
-    """One conversation from the chunk's surviving pairs; a failed check is retried once."""
+    """One conversation from the chunk's surviving pairs, checked in code against them."""
     values = {
         "text": chunk.text,
         "textdetails": chunk.textdetails,
         "question_answer_list": parsers.format_question_answer_list(pairs),
     }
-    reason = ""
-    for attempt in range(2):
-        outcome = await ctx.steps[CONVERSATION].run(values, f"conversation/try{attempt}")
-        if not outcome.ok:
-            reason = "check failed (no usable conversation)"
-            continue
-        reason = check_conversation(outcome.value, pairs)
-        if not reason:
-            return {"turns": [list(turn) for turn in outcome.value]}
-        log.debug("conversation for %s#%d failed its check: %s", chunk.source, chunk.index, reason)
+    outcome = await ctx.steps[CONVERSATION].run(values, "conversation", check=lambda turns: check_conversation(turns, pairs))
+    if outcome.ok:
+        return {"turns": [list(turn) for turn in outcome.value]}
+    reason = outcome.reason if outcome.rejected else "check failed (no usable conversation)"
     return {"turns": None, "reason": reason}
 
 
@@ -409,6 +403,10 @@ class Engines:
     limiter: RequestLimiter
     budget: Any
 
+    def serving(self, role: ModelRole) -> Any:
+        """The engine of the model a step's table row names."""
+        return self.large if role is ModelRole.LARGE else self.logical
+
     @classmethod
     def build(cls, config: Config) -> "Engines":
         stats = RequestStats()
@@ -460,13 +458,14 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     report = RunReport()
     engines = Engines.build(config)
     store = CallStore(output_dir)
-    chain = [name for name in STEP_NAMES if not (name == QUESTION_CHECK and config.skip.QUESTION_CHECK)]
-    paths = PathEstimator(chain)
+    chain = [step.prompt_name for step in active_steps(config)]
+    paths = PathEstimator(chain, writer=QUESTION_GENERATION, conversation=CONVERSATION)
+    built = build_steps(config)
     steps = {
-        name: BoundStep(
-            step, prompts[name], engines.large if name == CONVERSATION else engines.logical, store, paths.observe
+        step.prompt_name: BoundStep(
+            built[step.prompt_name], prompts[step.prompt_name], engines.serving(step.model), store, paths.observe
         )
-        for name, step in build_steps(stop_sequences(config)).items()
+        for step in STEPS
     }
     ctx = RunContext(config, steps, report, output_dir, progress, paths)
     index = ChunkIndex()

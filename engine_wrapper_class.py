@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Awaitable, Callable, Optional, Protocol, Sequence, Union
+from typing import Awaitable, Callable, Optional, Protocol, Sequence
 
 import aiohttp
 import orjson
@@ -32,27 +32,13 @@ import orjson
 from generation_functions.budget import Budget, Price
 from generation_functions.concurrency import RequestLimiter
 from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
+from generation_functions.prompts import Prompt
+from generation_functions.steps import Sampling  # re-exported: callers build requests with it
 
 log = logging.getLogger("verustoolkit")
 
-Messages = list[dict[str, str]]
-Prompt = Union[Messages, str]
-
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 REPLICA_COOLDOWN_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling parameters are values: steps copy them, nobody edits them in place."""
-
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 3000
-    stop: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "stop": list(self.stop)}
 
 
 @dataclass(frozen=True)

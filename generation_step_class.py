@@ -1,10 +1,13 @@
 """GenerationStep: one kind of model call (prompt, sampling, output processor, retries).
 
-A step is built once per run. Calling it renders the prompt with the given
-placeholder values, asks the model (or reuses a stored answer for exactly the
-same call), and parses the answer. Output that cannot be parsed is retried with
-a fresh request up to `retries` more times; every attempt is stored, so a rerun
-replays them without paying again.
+A step is built once per run from its row in the table of steps
+(generation_functions/steps.py) and the config. Calling it renders the prompt
+with the given placeholder values, asks the model (or reuses a stored answer
+for exactly the same call), and parses the answer. Output that cannot be parsed
+is retried with a fresh request up to `retries` more times. A caller may also
+pass a check in code (the conversation's): a parsed output that fails it is
+tried afresh up to `check_retries` more times. Every attempt is stored, so a
+rerun replays them without paying again.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
-from engine_wrapper_class import Completion, EngineWrapper, Prompt, Sampling
+from engine_wrapper_class import Completion, EngineWrapper
 from generation_functions.errors import ParseError, RequestRejected
-from generation_functions.prompts import placeholders_in, render
+from generation_functions.prompts import Prompt, placeholders_in, render
+from generation_functions.steps import Sampling, Step
 from generation_functions.store import CallStore, work_key
 
 log = logging.getLogger("verustoolkit")
@@ -31,6 +35,7 @@ class StepOutcome(Generic[T]):
     value: T | None
     reason: str = ""
     raw_output: str = ""
+    rejected: bool = False  # the output parsed, but failed the caller's check
 
     @property
     def ok(self) -> bool:
@@ -43,6 +48,12 @@ class GenerationStep(Generic[T]):
     processor: Callable[[str], T]
     sampling: Sampling
     retries: int = 2
+    check_retries: int = 0
+
+    @classmethod
+    def from_table(cls, step: Step, sampling: Sampling) -> "GenerationStep":
+        """The step of a table row, with the sampling this run uses for it."""
+        return cls(step.prompt_name, step.processor, sampling, step.parse_retries, step.check_retries)
 
 
 class BoundStep(Generic[T]):
@@ -71,7 +82,25 @@ class BoundStep(Generic[T]):
     def name(self) -> str:
         return self.step.prompt_name
 
-    async def run(self, values: Mapping[str, str], slot: str = "0") -> StepOutcome[T]:
+    async def run(
+        self, values: Mapping[str, str], slot: str = "0", check: Optional[Callable[[T], str]] = None
+    ) -> StepOutcome[T]:
+        """The parsed answer; with `check` (value -> reason, empty when fine), one that passes it."""
+        if check is None:
+            return await self._run_parsed(values, slot)
+        outcome: StepOutcome[T] = StepOutcome(None)
+        for attempt in range(self.step.check_retries + 1):
+            outcome = await self._run_parsed(values, f"{slot}/try{attempt}")
+            if not outcome.ok:
+                continue
+            reason = check(outcome.value)
+            if not reason:
+                return outcome
+            log.debug("%s: try %d failed its check: %s", self.name, attempt + 1, reason)
+            outcome = StepOutcome(None, reason, outcome.raw_output, rejected=True)
+        return outcome
+
+    async def _run_parsed(self, values: Mapping[str, str], slot: str) -> StepOutcome[T]:
         rendered = render(self.prompt, values)
         last_output, reason = "", ""
         for attempt in range(self.step.retries + 1):

@@ -13,9 +13,22 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from generation_functions.errors import ConfigError
+from generation_functions.steps import STEPS
 
 # Where an empty API.API_KEY is looked up, first match wins.
 # Sent as stop sequences while SYSTEM.STOP is true: the completion prompts'
@@ -104,12 +117,33 @@ class BudgetSection(_Section):
     PRICES: dict[str, PriceEntry] = Field(default_factory=dict)
 
 
+class StepSampling(_Section):
+    """One step's sampling. A key left out keeps the step's default (generation_functions/steps.py)."""
+
+    TEMPERATURE: Optional[StrictFloat] = Field(default=None, ge=0, le=2)
+    TOP_P: Optional[StrictFloat] = Field(default=None, gt=0, le=1)
+    MAX_TOKENS: Optional[StrictInt] = Field(default=None, ge=1, le=1_000_000)
+
+    def overrides(self) -> dict[str, Any]:
+        """As Sampling's field names; None means the step's default."""
+        return {"temperature": self.TEMPERATURE, "top_p": self.TOP_P, "max_tokens": self.MAX_TOKENS}
+
+
+# SAMPLING.<STEP KEY>: one optional entry per row of the table of steps.
+SamplingSection = create_model(
+    "SamplingSection",
+    __base__=_Section,
+    **{step.key.upper(): (StepSampling, StepSampling()) for step in STEPS},
+)
+
+
 class _Root(_Section):
     API: ApiSection
     PATH: PathSection = PathSection()
     SYSTEM: SystemSection = SystemSection()
     SKIP: SkipSection = SkipSection()
     BUDGET: BudgetSection = BudgetSection()
+    SAMPLING: SamplingSection = SamplingSection()
 
     @model_validator(mode="after")
     def _costs_need_prices(self) -> "_Root":
@@ -135,6 +169,7 @@ class Config(BaseModel):
     system: SystemSection
     skip: SkipSection
     budget: BudgetSection = BudgetSection()
+    sampling: SamplingSection = SamplingSection()
     input_dir: Path
     output_dir: Path
     default_prompts_dir: Path
@@ -145,6 +180,10 @@ class Config(BaseModel):
     def base_urls(self) -> list[str]:
         url = self.api.BASE_URL
         return [url] if isinstance(url, str) else list(url)
+
+    def sampling_overrides(self, step_key: str) -> dict[str, Any]:
+        """What SAMPLING.<STEP> changes of a step's default sampling (None: unchanged)."""
+        return getattr(self.sampling, step_key.upper()).overrides()
 
     @property
     def prompt_dirs(self) -> list[Path]:
@@ -189,6 +228,7 @@ def config_from_dict(
         system=root.SYSTEM,
         skip=root.SKIP,
         budget=root.BUDGET,
+        sampling=root.SAMPLING,
         input_dir=_resolve(base_dir, root.PATH.INPUT),
         output_dir=_resolve(base_dir, root.PATH.OUTPUT),
         default_prompts_dir=_resolve(base_dir, root.PATH.DEFAULT_PROMPTS),
@@ -226,13 +266,16 @@ def _check_paths(config: Config, source: str, check_input: bool) -> None:
         raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} exists and is not a folder")
 
 
-_SECTION_MODELS = {
-    "API": ApiSection,
-    "PATH": PathSection,
-    "SYSTEM": SystemSection,
-    "SKIP": SkipSection,
-    "BUDGET": BudgetSection,
-}
+def _model_at(path: list[str]) -> Optional[type[BaseModel]]:
+    """The section model that holds the key at `path` (SAMPLING.CONVERSATION -> StepSampling)."""
+    model: type[BaseModel] = _Root
+    for part in path:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
 
 
 def _describe(exc: ValidationError) -> str:
@@ -257,11 +300,9 @@ def _describe_one(error: dict[str, Any]) -> str:
 
 
 def _suggestion(loc: list[str]) -> str:
-    if len(loc) == 1:
-        candidates = list(_SECTION_MODELS)
-    elif loc[0] in _SECTION_MODELS:
-        candidates = list(_SECTION_MODELS[loc[0]].model_fields)
-    else:
+    model = _model_at(loc[:-1])
+    if model is None:
         return ""
+    candidates = list(model.model_fields)
     close = difflib.get_close_matches(loc[-1].upper(), candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(candidates)})"

@@ -8,7 +8,8 @@ import httpx
 
 from generation_functions.config import API_KEY_ENV_VARS, Config
 from generation_functions.errors import EngineError, ParseError, ServerUnreachable
-from generation_functions.prompts import PLACEHOLDERS, few_shot_outputs, render
+from generation_functions.prompts import PLACEHOLDERS, few_shot_outputs, placeholders_in, render
+from generation_functions.steps import QUESTION_GENERATION, STEPS, Sampling, Scope, Step, active_steps
 
 
 def _models_url(base_url: str, mode: str) -> str:
@@ -95,7 +96,7 @@ def check_few_shot_examples(prompts: dict, parsers: dict, result: CheckResult) -
 
 async def ping_models(config: Config, result: CheckResult) -> None:
     """One tiny request to each configured model."""
-    from engine_wrapper_class import RequestStats, Sampling, make_engine
+    from engine_wrapper_class import RequestStats, make_engine
     from generation_functions.concurrency import RequestLimiter
 
     limiter, stats = RequestLimiter(2), RequestStats()
@@ -138,28 +139,29 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
     if not chunks:
         result.problem(f"no text to work on in {config.input_dir}")
         return
-    pairs = _mean_pairs(examples.get("qatuples_gen_no_filenames", []))
-    votes = config.system.DOUBLE_CHECK_COUNTER
-    needed = votes // 2 + 1
-    checks = 1 if config.skip.QUESTION_CHECK else 2
-    fewest = chunks * (1 + pairs * (checks * needed + 1) + 1)
-    most = chunks * (1 + pairs * (checks * votes + 1) + 2)
+    pairs = _mean_pairs(examples.get(QUESTION_GENERATION, []))
     mean_chunk = sum(chunk_chars) / len(chunk_chars)
-    static = {name: _static_chars(prompts[name]) for name in prompts}
-    prompt_tokens = chunks * (
-        static["qatuples_gen_no_filenames"]
-        + pairs * (checks * needed * static["check_answer"] + static["check_qatuple_context_no_filenames"])
-        + static["multi_turn_assistant_conversation"]
-        + mean_chunk * (1 + pairs * (checks * needed + 1))
-    ) / 4
-    completion_tokens = chunks * (
-        _mean_chars(examples.get("qatuples_gen_no_filenames"))
-        + pairs * (checks * needed * _mean_chars(examples.get("check_answer")) + _mean_chars(examples.get("check_qatuple_context_no_filenames")))
-        + _mean_chars(examples.get("multi_turn_assistant_conversation"))
-    ) / 4
+    fewest = most = prompt_chars = completion_chars = 0.0
+    for step in active_steps(config):
+        calls = _calls_per_chunk(step, pairs, config.system.DOUBLE_CHECK_COUNTER)
+        fewest, most = fewest + calls[0], most + calls[1]
+        prompt = prompts[step.prompt_name]
+        carries_chunk = "text" in placeholders_in(prompt)
+        prompt_chars += calls[0] * (_static_chars(prompt) + (mean_chunk if carries_chunk else 0))
+        completion_chars += calls[0] * _mean_chars(examples.get(step.prompt_name))
     result.say(f"  about {pairs:.1f} question/answer pairs per chunk (from the question generation examples)")
-    result.say(f"  requests: {fewest:.0f} if every vote agrees, up to {most:.0f}")
-    result.say(f"  tokens (rough, chars/4): ~{prompt_tokens:,.0f} prompt + ~{completion_tokens:,.0f} completion")
+    result.say(f"  requests: {chunks * fewest:.0f} if every vote agrees, up to {chunks * most:.0f}")
+    result.say(
+        f"  tokens (rough, chars/4): ~{chunks * prompt_chars / 4:,.0f} prompt + "
+        f"~{chunks * completion_chars / 4:,.0f} completion"
+    )
+
+
+def _calls_per_chunk(step: Step, pairs: float, votes: int) -> tuple[float, float]:
+    """Fewest and most requests one chunk makes of a step (every vote agreeing; every retry used)."""
+    fewest, most = (votes // 2 + 1, votes) if step.votes else (1, 1 + step.check_retries)
+    per_chunk = pairs if step.scope is Scope.PAIR else 1
+    return fewest * per_chunk, most * per_chunk
 
 
 def _static_chars(prompt) -> int:
@@ -186,13 +188,11 @@ def _mean_chars(outputs) -> float:
 
 async def run_check(config: Config, prompts: dict) -> CheckResult:
     """What `processing.py --check` prints; generates nothing."""
-    from control_flow_functions import build_steps, stop_sequences
-
     result = CheckResult()
     result.say(f"Config: OK (input {config.input_dir}, output {config.output_dir})")
     result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
     result.say("Few-shot examples:")
-    parsers = {name: step.processor for name, step in build_steps(stop_sequences(config)).items()}
+    parsers = {step.prompt_name: step.processor for step in STEPS}
     examples = check_few_shot_examples(prompts, parsers, result)
     result.say("Server:")
     try:

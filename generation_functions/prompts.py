@@ -4,7 +4,8 @@ A prompt is resolved once per run: the override folder (PATH.PROMPTS) first, the
 the default folder (PATH.DEFAULT_PROMPTS). Chat mode reads NAME.yaml (a list of
 {role, content} messages); completion mode reads NAME.txt.
 
-Only five placeholder names are ever substituted. Every other brace, in a prompt
+Only five placeholder names are ever substituted (which of them a step fills is
+in the table of steps, generation_functions/steps.py). Every other brace, in a prompt
 or in a document, is literal text: real prompt folders carry JSON examples such as
 '[{"address":"mike@","amount":100}]', and documents are data, never templates.
 """
@@ -26,17 +27,6 @@ _ROLES = frozenset({"system", "user", "assistant"})
 
 Messages = list[dict[str, str]]
 Prompt = Union[Messages, str]
-
-# The placeholders each step can fill. A prompt that uses any other of the five
-# names is rejected before the run starts.
-STEP_ARGUMENTS: dict[str, frozenset[str]] = {
-    "qatuples_gen_no_filenames": frozenset({"text", "textdetails"}),
-    "check_question": frozenset({"text", "textdetails", "question", "answer"}),
-    "check_answer": frozenset({"text", "textdetails", "question", "answer"}),
-    "check_qatuple_context_no_filenames": frozenset({"text", "textdetails", "question", "answer"}),
-    "multi_turn_assistant_conversation": frozenset({"text", "textdetails", "question_answer_list"}),
-}
-
 
 def prompt_file_name(name: str, completion_mode: bool) -> str:
     return f"{name}.txt" if completion_mode else f"{name}.yaml"
@@ -93,9 +83,9 @@ def placeholders_in(prompt: Prompt) -> set[str]:
     return {match for text in texts for match in _PLACEHOLDER_RE.findall(text)}
 
 
-def check_placeholders(name: str, prompt: Prompt, source: str) -> None:
-    """A placeholder the step cannot fill is an error that names it."""
-    unknown = placeholders_in(prompt) - STEP_ARGUMENTS[name]
+def check_placeholders(name: str, prompt: Prompt, source: str, provides: frozenset[str]) -> None:
+    """A placeholder the step cannot fill (not in `provides`) is an error that names it."""
+    unknown = placeholders_in(prompt) - provides
     if unknown:
         names = ", ".join("{" + u + "}" for u in sorted(unknown))
         raise PromptError(f"prompt {source} uses {names}, which step {name} does not provide")

@@ -12,15 +12,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-# Funnel stages, in order.
-STAGES = (
-    "chunks",
-    "question_generation",
-    "question_check",
-    "answer_check",
-    "context_repair",
-    "conversation",
-)
+from generation_functions.steps import STEPS
+
+# Funnel stages, in order: the chunks read, then every step of the table.
+STAGES = ("chunks", *(step.key for step in STEPS))
 
 
 @dataclass

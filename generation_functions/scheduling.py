@@ -71,19 +71,22 @@ class _Line:
 class PathEstimator:
     """Expected seconds left in a chunk's chain from a given step on.
 
-    `chain` is the steps in order, the last being the conversation, whose time
-    is estimated from the length of the pairs it covers.
+    `chain` is the steps a chunk meets, in order (from the table of steps).
+    `conversation` is the chunk's last step, whose time is forecast from the
+    length of the pairs it covers; `writer` is the step that writes those pairs,
+    whose time against what it wrote foretells the conversation's until
+    conversations have been seen.
     """
 
-    def __init__(self, chain: Sequence[str]):
+    def __init__(self, chain: Sequence[str], writer: str, conversation: str):
+        if chain[-1] != conversation or writer not in chain:
+            raise ValueError(f"{conversation} must end the chain and {writer} be in it: {list(chain)}")
         self.chain = tuple(chain)
+        self.writer = writer
+        self.conversation = conversation
         self._seconds = {step: _Mean() for step in self.chain}
         self._conversation_line = _Line()  # conversation seconds against the characters of its pairs
         self._writing_line = _Line()  # question generation seconds against the characters it wrote
-
-    @property
-    def conversation(self) -> str:
-        return self.chain[-1]
 
     def observe(self, step: str, seconds: float, values: Mapping[str, str], answer: str) -> None:
         """A request of `step` was answered with `answer` in `seconds` (service time, queueing excluded)."""
@@ -92,7 +95,7 @@ class PathEstimator:
         self._seconds[step].add(seconds)
         if step == self.conversation:
             self._conversation_line.add(len(values.get("question_answer_list", "")), seconds)
-        elif step == self.chain[0]:
+        elif step == self.writer:
             # Question generation writes the pairs themselves: how its time
             # grows with what it writes foretells the conversation's, until
             # conversations have been seen. On a server whose time does not

@@ -28,11 +28,14 @@ import orjson
 from aiohttp import web
 from typing import Callable, Optional
 
-QUESTION_GENERATION = "qatuples_gen_no_filenames"
-QUESTION_CHECK = "check_question"
-ANSWER_CHECK = "check_answer"
-CONTEXT_REPAIR = "check_qatuple_context_no_filenames"
-CONVERSATION = "multi_turn_assistant_conversation"
+from generation_functions.steps import (
+    ANSWER_CHECK,
+    CONTEXT_REPAIR,
+    CONVERSATION,
+    QUESTION_CHECK,
+    QUESTION_GENERATION,
+    classify_by_marker,
+)
 
 # Transport faults the client must retry, then content faults it must parse and
 # reject: "cut" ends the connection halfway through the body, "truncated" sends a
@@ -65,16 +68,8 @@ Responder = Callable[[Request], str]
 
 
 def classify(system: str) -> str:
-    """Tell the steps apart by the marker words their instructions carry."""
-    if "**AI Assistant:**" in system:
-        return CONVERSATION
-    if "Final judgment" in system:
-        return CONTEXT_REPAIR
-    if "INACCURATE" in system:
-        return ANSWER_CHECK
-    if "IRRELEVANT" in system:
-        return QUESTION_CHECK
-    return QUESTION_GENERATION
+    """Tell the steps apart by the marker words their instructions carry (the table of steps names them)."""
+    return classify_by_marker(system)
 
 
 def fenced_blocks(text: str) -> list[str]:

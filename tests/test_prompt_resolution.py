@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from generation_functions.errors import PromptError
+from generation_functions.steps import BY_NAME
 from generation_functions.prompts import (
-    STEP_ARGUMENTS,
     check_placeholders,
     fill,
     load_prompt,
@@ -70,8 +70,8 @@ def test_unreadable_prompt_file(tmp_path):
 def test_placeholder_the_step_lacks_is_an_error_that_names_it():
     prompt = [{"role": "user", "content": "{text} and {question_answer_list}"}]
     with pytest.raises(PromptError, match=r"\{question_answer_list\}.*check_answer"):
-        check_placeholders("check_answer", prompt, "p.yaml")
-    check_placeholders("multi_turn_assistant_conversation", prompt, "p.yaml")
+        check_placeholders("check_answer", prompt, "p.yaml", BY_NAME["check_answer"].provides)
+    check_placeholders("multi_turn_assistant_conversation", prompt, "p.yaml", BY_NAME["multi_turn_assistant_conversation"].provides)
 
 
 def test_only_the_five_names_are_placeholders():
@@ -93,7 +93,9 @@ def test_render_keeps_roles_and_does_not_touch_the_original():
 
 
 def test_every_step_can_fill_text_details():
-    assert all("textdetails" in args for args in STEP_ARGUMENTS.values())
+    from generation_functions.steps import STEPS
+
+    assert all("textdetails" in step.provides for step in STEPS)
 
 
 def test_every_completion_prompt_is_the_chat_prompt_in_completion_form():

@@ -14,14 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from control_flow_functions import (
-    ANSWER_CHECK,
-    CONTEXT_REPAIR,
-    CONVERSATION,
-    QUESTION_CHECK,
-    QUESTION_GENERATION,
-    STEP_NAMES,
-)
 from generation_functions.conversation_check import check_conversation
 from generation_functions.errors import ParseError
 from generation_functions.output_processors import (
@@ -33,10 +25,18 @@ from generation_functions.output_processors import (
 )
 from generation_functions.prompts import (
     PLACEHOLDERS,
-    STEP_ARGUMENTS,
     load_prompt,
     placeholders_in,
     resolve_prompt_path,
+)
+from generation_functions.steps import (
+    ANSWER_CHECK,
+    BY_NAME,
+    CONTEXT_REPAIR,
+    CONVERSATION,
+    QUESTION_CHECK,
+    QUESTION_GENERATION,
+    STEP_NAMES,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def _flat(text: str) -> str:
 def test_prompt_loads_with_the_steps_placeholders(set_name, step, mode):
     prompt = _load(set_name, step, mode == "completion")
     used = placeholders_in(prompt)
-    assert used <= STEP_ARGUMENTS[step], f"uses {used - STEP_ARGUMENTS[step]}, which {step} does not provide"
+    assert used <= BY_NAME[step].provides, f"uses {used - BY_NAME[step].provides}, which {step} does not provide"
     assert ESSENTIAL[step] <= used, f"misses {ESSENTIAL[step] - used}"
 
 

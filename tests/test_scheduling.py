@@ -11,7 +11,7 @@ CHAIN = ("questions", "question_check", "answer_check", "repair", "conversation"
 
 
 def test_before_anything_is_seen_every_step_counts_one_unit():
-    paths = PathEstimator(CHAIN)
+    paths = PathEstimator(CHAIN, writer="questions", conversation="conversation")
     assert paths.remaining("questions") == 5
     assert paths.remaining("answer_check", pair_characters=900) == 3
     assert paths.remaining("conversation") == 1
@@ -20,7 +20,7 @@ def test_before_anything_is_seen_every_step_counts_one_unit():
 
 
 def test_step_times_are_learned_from_answers():
-    paths = PathEstimator(CHAIN)
+    paths = PathEstimator(CHAIN, writer="questions", conversation="conversation")
     for seconds in (0.4, 0.6):
         paths.observe("question_check", seconds, {}, "RELEVANT")
     paths.observe("answer_check", 0.3, {}, "ACCURATE")
@@ -32,7 +32,7 @@ def test_step_times_are_learned_from_answers():
 def test_a_conversation_is_foreseen_from_the_size_of_its_pairs():
     """Where time grows with what the model writes, a chunk with more to say
     has the longer road ahead; its checks go before those of a short chunk."""
-    paths = PathEstimator(CHAIN)
+    paths = PathEstimator(CHAIN, writer="questions", conversation="conversation")
     for written in (400, 800, 1200):  # question generation: 1 s + 2 ms per character written
         paths.observe("questions", 1.0 + 0.002 * written, {}, "q" * written)
     assert paths.remaining("conversation", pair_characters=1000) == 1.0 + 0.002 * 1000
@@ -44,7 +44,7 @@ def test_a_conversation_is_foreseen_from_the_size_of_its_pairs():
 
 
 def test_a_server_whose_time_does_not_grow_with_the_answer_gives_a_flat_forecast():
-    paths = PathEstimator(CHAIN)
+    paths = PathEstimator(CHAIN, writer="questions", conversation="conversation")
     for written in (300, 600, 900):
         paths.observe("questions", 0.3, {}, "q" * written)
     short, long = (paths.remaining("conversation", pair_characters=size) for size in (50, 5000))
@@ -52,7 +52,7 @@ def test_a_server_whose_time_does_not_grow_with_the_answer_gives_a_flat_forecast
 
 
 def test_a_skipped_step_is_left_out_of_the_chain():
-    paths = PathEstimator([step for step in CHAIN if step != "question_check"])
+    paths = PathEstimator([step for step in CHAIN if step != "question_check"], writer="questions", conversation="conversation")
     paths.observe("question_check", 9.0, {}, "")  # not part of this run: ignored
     assert paths.remaining("questions") == 4
 
@@ -82,3 +82,22 @@ def test_the_limiter_serves_waiting_requests_by_priority_then_arrival():
         return order
 
     assert asyncio.run(run()) == ["holder", "early", "late-a", "late-b", "last"]
+
+
+def test_a_step_before_the_writer_does_not_train_the_conversation_forecast():
+    """With a step ahead of question generation (a chunk filter), the writer is named, not assumed first."""
+    chain = ("filter", "questions", "answer_check", "conversation")
+    paths = PathEstimator(chain, writer="questions", conversation="conversation")
+    paths.observe("filter", 9.0, {}, "x" * 10)
+    paths.observe("filter", 1.0, {}, "x" * 1000)
+    assert paths.remaining("conversation", pair_characters=1000) == 1.0  # no line learned from the filter
+    paths.observe("questions", 1.0, {}, "x" * 100)
+    paths.observe("questions", 2.0, {}, "x" * 200)
+    assert paths.remaining("conversation", pair_characters=400) == 4.0
+
+
+def test_a_chain_that_does_not_end_in_the_conversation_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError):
+        PathEstimator(("questions", "conversation", "repair"), writer="questions", conversation="conversation")

@@ -70,9 +70,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def fail(failure) -> int:
+    print(f"error: {failure.message}", file=sys.stderr)
+    return failure.exit_code
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -87,17 +87,10 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and config errors stay fast.
     from control_flow_functions import load_prompts, run_pipeline
     from generation_functions.config import load_config
-    from generation_functions.errors import (
-        ConfigError,
-        EngineError,
-        InputError,
-        PromptError,
-        RunAborted,
-        ServerUnreachable,
-    )
+    from generation_functions.errors import ConfigError, InputError, PromptError, ServerUnreachable
+    from generation_functions.failures import describe_failure
     from generation_functions.preflight import check_server, run_check
     from generation_functions.report import summary_text
-    from generation_functions.store import describe_os_error
 
     try:
         config = load_config(args.config)
@@ -108,22 +101,16 @@ def _run(args: argparse.Namespace) -> int:
             return 2 if result.problems else 0
         asyncio.run(check_server(config))
     except (ConfigError, PromptError, InputError, ServerUnreachable) as exc:
-        return fail(str(exc), 2)
+        return fail(describe_failure(exc, how_to_resume=None))
 
     progress = None if args.no_progress else TqdmProgress()
-    resume_hint = f"rerun `python processing.py --config {args.config}` to resume; finished work is kept"
     try:
         report = asyncio.run(run_pipeline(config, progress, prompts))
-    except KeyboardInterrupt:
-        return fail(f"interrupted. {resume_hint}.", 130)
-    except InputError as exc:
-        return fail(str(exc), 2)
-    except ServerUnreachable as exc:
-        return fail(f"{exc}\n{resume_hint}.", 2)
-    except (EngineError, RunAborted) as exc:
-        return fail(f"the run stopped: {exc}\n{resume_hint}.", 1)
-    except OSError as exc:  # a full disk, a folder gone read-only: finished work is on disk
-        return fail(f"the run stopped: {describe_os_error(exc)}\nfix that, then {resume_hint}.", 1)
+    except (KeyboardInterrupt, Exception) as exc:
+        failure = describe_failure(exc, f"rerun `python processing.py --config {args.config}` to resume")
+        if not failure.expected:
+            raise  # a bug: the traceback is what a report needs
+        return fail(failure)
     print(summary_text(report))
     return 0
 

@@ -325,7 +325,10 @@ def stream_chunks(
 
     limit = config.system.SUBSET_SIZE if config.system.USE_SUBSET else None
     readable = documents()
-    for chunk in chunk_documents(readable, config.system.CHUNK_SIZE):
+    def count_duplicate(chunk: Chunk) -> None:
+        report.duplicate_chunks += 1
+
+    for chunk in chunk_documents(readable, config.system.CHUNK_SIZE, on_duplicate=count_duplicate):
         index.keys.append(chunk.key)
         report.keep("chunks", chunk.source)
         yield chunk

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 from generation_functions.documents import Document
 
@@ -392,8 +392,11 @@ def chunk_document(doc: Document, chunk_size: int) -> list[Chunk]:
     ]
 
 
-def chunk_documents(docs: Iterable[Document], chunk_size: int) -> Iterator[Chunk]:
-    """Stream chunks of many documents; an already-seen chunk text is skipped (first wins).
+def chunk_documents(
+    docs: Iterable[Document], chunk_size: int, on_duplicate: Optional[Callable[[Chunk], None]] = None
+) -> Iterator[Chunk]:
+    """Stream chunks of many documents; an already-seen chunk text is skipped (first wins)
+    and passed to `on_duplicate`, so the run report can count it.
 
     Only 32-byte digests are remembered, so memory stays small on big corpora.
     """
@@ -402,6 +405,8 @@ def chunk_documents(docs: Iterable[Document], chunk_size: int) -> Iterator[Chunk
         for chunk in chunk_document(doc, chunk_size):
             digest = hashlib.sha256(chunk.text.encode("utf-8")).digest()
             if digest in seen:
+                if on_duplicate is not None:
+                    on_duplicate(chunk)
                 continue
             seen.add(digest)
             yield chunk

@@ -79,7 +79,8 @@ def summary_text(report: dict[str, Any]) -> str:
     funnel = report["funnel"]
     lines = [
         "Run summary",
-        f"  documents read: {report['documents']}  (skipped: {len(report['skipped_files'])})",
+        f"  documents read: {report['documents']}  (skipped: {len(report['skipped_files'])}; "
+        f"duplicate chunks skipped: {report.get('duplicate_chunks_skipped', 0)})",
         f"  chunks: {funnel['chunks']}  ->  pairs generated: {funnel['pairs_generated']}  ->  passed checks: "
         f"{funnel['passed_checks']}  ->  after repair: {funnel['after_repair']}  ->  conversations: "
         f"{funnel['conversations']}",

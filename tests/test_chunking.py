@@ -268,3 +268,12 @@ def test_verus_corpus_chunks_respect_size() -> None:
     for size in (300, 2000):
         for doc in documents:
             _assert_chunk_properties(doc.text, split_text(doc.text, size), size)
+
+
+def test_each_skipped_duplicate_is_reported() -> None:
+    text = "A paragraph about VerusID that appears in two files. " * 3
+    duplicates: list = []
+    docs = [Document(path="a.md", title="a", text=text), Document(path="b.md", title="b", text=text)]
+    chunks = list(chunk_documents(docs, 1000, on_duplicate=duplicates.append))
+    assert [chunk.source for chunk in chunks] == ["a.md"]
+    assert [chunk.source for chunk in duplicates] == ["b.md"]

@@ -313,3 +313,18 @@ def test_a_folder_with_nothing_readable_stops_before_any_work(tmp_path, files):
     assert result.returncode == 2
     assert f"Input folder {folder}" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "output").exists()
+
+
+def test_duplicate_chunks_are_counted_in_the_report(tmp_path):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    page = (REPO / "raw_text_input" / "verus_overview.md").read_text(encoding="utf-8")
+    (corpus / "a.md").write_text(page, encoding="utf-8")
+    (corpus / "copy.md").write_text(page, encoding="utf-8")
+    with FakeLLMServer() as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url, PATH={"INPUT": str(corpus)})
+        result = run_processing(config)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "output" / "run_report.json").read_text())
+    assert report["duplicate_chunks_skipped"] == report["stages"]["chunks"]["kept"] > 0
+    assert "duplicate chunks skipped" in result.stdout

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from generation_functions.output_processors import preview
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
     """a an the and or but if then of to in on at by for with from as is are was were be been being it its this that
@@ -52,12 +54,9 @@ def shingles(text: str, size: int = QUOTE_WORDS) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
 
 
-def exchanges_of(turns: list[tuple[str, str]]) -> list[Exchange]:
-    """User turns paired with the assistant reply after them.
-
-    Assistant turns before the first user turn (a greeting) are dropped; runs of
-    one speaker are merged, as a reader would read them.
-    """
+def merge_turns(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Turns as a reader (and a chat template) takes them: what the assistant says before
+    the first user turn (a greeting) is dropped, and runs of one speaker are merged."""
     merged: list[tuple[str, str]] = []
     for speaker, message in turns:
         if not merged and speaker != "User":
@@ -66,6 +65,12 @@ def exchanges_of(turns: list[tuple[str, str]]) -> list[Exchange]:
             merged[-1] = (speaker, merged[-1][1] + "\n\n" + message)
         else:
             merged.append((speaker, message))
+    return merged
+
+
+def exchanges_of(turns: list[tuple[str, str]]) -> list[Exchange]:
+    """User turns paired with the assistant reply after them (merge_turns first)."""
+    merged = merge_turns(turns)
     result = []
     for index in range(0, len(merged) - 1, 2):
         result.append(Exchange(user=merged[index][1], assistant=merged[index + 1][1]))
@@ -80,17 +85,17 @@ def check_conversation(turns: list[tuple[str, str]], pairs: list[tuple[str, str]
     for number, (question, answer) in enumerate(pairs, start=1):
         match = _find_pair(exchanges, position, question, answer)
         if match is None:
-            return f"pair {number} ({_short(question)}) is not carried by a user turn and the reply after it"
+            return f"pair {number} ({preview(question)}) is not carried by a user turn and the reply after it"
         for skipped in exchanges[position:match]:
             if not _is_small_talk(skipped.assistant, known):
-                return f"an exchange that belongs to no pair adds unvetted content ({_short(skipped.user)})"
+                return f"an exchange that belongs to no pair adds unvetted content ({preview(skipped.user)})"
         quoted = _quotes_other_answer(exchanges[match].assistant, pairs, number - 1)
         if quoted:
             return f"the reply to pair {number} quotes the answer of pair {quoted} at length"
         position = match + 1
     for extra in exchanges[position:]:
         if not _is_small_talk(extra.assistant, known):
-            return f"an exchange after the last pair adds unvetted content ({_short(extra.user)})"
+            return f"an exchange after the last pair adds unvetted content ({preview(extra.user)})"
     return ""
 
 
@@ -114,8 +119,3 @@ def _quotes_other_answer(reply: str, pairs: list[tuple[str, str]], own: int) -> 
         if index != own and (shingles(other_answer) - own_shingles) & reply_shingles:
             return index + 1
     return 0
-
-
-def _short(text: str, limit: int = 60) -> str:
-    flat = " ".join(text.split())
-    return repr(flat if len(flat) <= limit else flat[:limit] + "...")

@@ -7,14 +7,13 @@ straight through. Each file is written atomically.
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Iterable
 
 import orjson
 
-from generation_functions.store import discard, open_temporary
+from generation_functions.conversation_check import merge_turns
+from generation_functions.store import atomic_text_file
 
 PLAIN_QA = "plain_qa_list.jsonl"
 SHAREGPT_NO_RAG = "simplified_data_no_rag.jsonl"
@@ -28,39 +27,14 @@ DATASET_FILES = (PLAIN_QA, SHAREGPT_NO_RAG, SHAREGPT_RAG, MASTER_LIST, PRETRAINI
 _SPEAKER_TO_SHAREGPT = {"User": "human", "AI Assistant": "gpt"}
 
 
-@contextmanager
-def atomic_text_file(path: Path) -> Iterator[TextIO]:
-    """Stream into a temporary file beside path; rename into place only on success.
-    Datasets are synced to disk: they are what a run is for."""
-    fd, temporary = open_temporary(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        discard(temporary)
-        raise
-
-
 def jsonl_line(row: dict) -> str:
     # orjson: several times faster than json on chunk-sized strings, same UTF-8 text.
     return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE).decode("utf-8")
 
 
 def sharegpt_turns(turns: list[tuple[str, str]]) -> list[dict[str, str]]:
-    """Alternating human/gpt turns: a greeting before the first question is dropped
-    and runs of one speaker are merged, as chat templates require."""
-    result: list[dict[str, str]] = []
-    for speaker, message in turns:
-        role = _SPEAKER_TO_SHAREGPT[speaker]
-        if not result and role != "human":
-            continue
-        if result and result[-1]["from"] == role:
-            result[-1] = {"from": role, "value": result[-1]["value"] + "\n\n" + message}
-        else:
-            result.append({"from": role, "value": message})
+    """Alternating human/gpt turns, as chat templates require (see merge_turns)."""
+    result = [{"from": _SPEAKER_TO_SHAREGPT[speaker], "value": message} for speaker, message in merge_turns(turns)]
     if result and result[-1]["from"] == "human":
         result.pop()  # an unanswered last question teaches nothing
     return result

@@ -40,8 +40,8 @@ def _normalize(text: str | None) -> str:
     return (text or "").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _preview(text: str | None, limit: int = 60) -> str:
-    """A short quote of the output, so an error message shows what came back."""
+def preview(text: str | None, limit: int = 60) -> str:
+    """A short one-line quote of model text, so a message shows what came back."""
     flat = " ".join((text or "").split())
     return repr(flat[:limit] + ("..." if len(flat) > limit else ""))
 
@@ -79,7 +79,7 @@ def parse_question_generation(text: str) -> list[tuple[str, str]]:
     """All usable (question, answer) pairs, in the order the model wrote them."""
     pairs = _pair_blocks(_normalize(text))
     if not pairs:
-        raise ParseError(f"no QUESTION/ANSWER pair in model output {_preview(text)}")
+        raise ParseError(f"no QUESTION/ANSWER pair in model output {preview(text)}")
     return pairs
 
 
@@ -108,7 +108,7 @@ def _last_verdict(pattern: re.Pattern[str], text: str, what: str) -> bool:
     last_line = [m for m in pattern.finditer(lines[-1])] if lines else []
     if last_line:
         return last_line[-1].group(1) is None
-    raise ParseError(f"no {what} verdict in model output {_preview(text)}")
+    raise ParseError(f"no {what} verdict in model output {preview(text)}")
 
 
 def _is_capitals(word: str) -> bool:
@@ -133,7 +133,7 @@ def _rewording(text: str, judgment_end: int) -> tuple[str, str]:
     start = headings[-1].end() if headings else judgment_end
     pairs = _pair_blocks(text[start:])
     if not pairs:
-        raise ParseError(f"REWORD judgment without a parsable rewording {_preview(text)}")
+        raise ParseError(f"REWORD judgment without a parsable rewording {preview(text)}")
     return pairs[0]
 
 
@@ -143,7 +143,7 @@ def parse_context_repair(text: str) -> tuple[str, tuple[str, str] | None]:
     normalized = _normalize(text)
     judgments = list(_FINAL_JUDGMENT.finditer(normalized))
     if not judgments:
-        raise ParseError(f"no final judgment in model output {_preview(text)}")
+        raise ParseError(f"no final judgment in model output {preview(text)}")
     last = judgments[-1]
     verdict = last.group(1).lower()
     if verdict == "reword":
@@ -164,6 +164,6 @@ def parse_conversation(text: str) -> list[tuple[str, str]]:
     speakers = {speaker for speaker, _ in turns}
     if speakers != set(_SPEAKERS.values()):
         raise ParseError(
-            f"conversation needs a User turn and an AI Assistant turn {_preview(text)}"
+            f"conversation needs a User turn and an AI Assistant turn {preview(text)}"
         )
     return turns

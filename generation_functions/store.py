@@ -23,7 +23,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import IO, Any, ContextManager, Iterator, Optional, TextIO
 
 import orjson
 
@@ -73,8 +73,9 @@ def discard(temporary: Path) -> None:
         pass
 
 
-def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
-    """Write to a temporary file beside path, then rename over it.
+@contextmanager
+def atomic_file(path: Path, durable: bool = False, text: bool = False) -> Iterator[IO]:
+    """Stream into a temporary file beside path; rename it over path only when the block ends well.
 
     The rename alone protects against a killed process. `durable` also syncs to
     disk (against power loss); per-call records skip it because a record lost
@@ -82,18 +83,25 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     """
     fd, temporary = open_temporary(path)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+        with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as handle:
+            yield handle
             if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         discard(temporary)
         raise
+
+
+def atomic_text_file(path: Path) -> ContextManager[TextIO]:
+    """A durable UTF-8 text file written in one piece: what datasets are written with."""
+    return atomic_file(path, durable=True, text=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    with atomic_file(path, durable) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:

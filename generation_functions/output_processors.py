@@ -3,6 +3,14 @@
 Every parser is a pure function of the response text. When the text holds no
 usable answer it raises ParseError instead of guessing a default, so the caller
 can retry or drop the item knowingly.
+
+Documents are material, never instructions: a model may quote a document that
+holds our own markers (`**QUESTION:**`, `Final judgment: REWORD`, `**User:**`)
+or a bold FAQ line (`**Question 2**:`). The parsers read only the model's own
+structure: markers inside fenced code blocks and quoted (`>`) lines are not
+markers, a judgment counts only where it opens a line, and where the model used
+the canonical `**QUESTION:**` / `**ANSWER:**` markers, looser look-alikes inside
+its answers are text.
 """
 
 import re
@@ -16,6 +24,8 @@ _QA_MARKER = re.compile(
     r"(?::[ \t]*\*\*|\*\*[ \t]*:)",
     re.IGNORECASE | re.MULTILINE,
 )
+# The markers as the prompts write them (capitals, colon inside the bold; a number is tolerated).
+_CANONICAL_QA_MARKER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?\*\*(QUESTION|ANSWER)(?:[ \t]*#?\d+)?:\*\*", re.MULTILINE)
 _TURN_MARKER = re.compile(
     r"^[ \t]*\*\*[ \t]*(User|AI[ \t]+Assistant)[ \t]*(?::[ \t]*\*\*|\*\*[ \t]*:)",
     re.IGNORECASE | re.MULTILINE,
@@ -24,8 +34,9 @@ _TURN_MARKER = re.compile(
 # `[\s*]+` lets bold sit between NOT and the word (`NOT **RELEVANT**`).
 _RELEVANCE_VERDICT = re.compile(r"\b(not[\s*]+|ir)?relevant\b", re.IGNORECASE)
 _ACCURACY_VERDICT = re.compile(r"\b(not[\s*]+|in)?accurate\b", re.IGNORECASE)
+# A judgment opens its line (after headings, bullets or bold); one quoted inside a sentence is not one.
 _FINAL_JUDGMENT = re.compile(
-    r"final[ \t]+judge?ment[\s*:\-]*(pass|fail|reword)\b", re.IGNORECASE
+    r"^[ \t#*\-]*final[ \t]+judge?ment[\s*:\-]*(pass|fail|reword)\b", re.IGNORECASE | re.MULTILINE
 )
 _REWORDING_HEADING = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*question[ \t]+rewording[ \t]*\**[ \t]*:?[ \t]*\**[ \t]*$",
@@ -46,9 +57,24 @@ def preview(text: str | None, limit: int = 60) -> str:
     return repr(flat[:limit] + ("..." if len(flat) > limit else ""))
 
 
+_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
+_QUOTED_LINE = re.compile(r"^[ \t]*>.*$", re.MULTILINE)
+
+
+def _mask_quoted(text: str) -> str:
+    """text with fenced code and quoted lines blanked out (same length, newlines kept),
+    so markers are searched only in the model's own words while bodies keep everything."""
+
+    def blank(match: re.Match[str]) -> str:
+        return re.sub(r"[^\n]", " ", match.group(0))
+
+    return _QUOTED_LINE.sub(blank, _FENCE.sub(blank, text))
+
+
 def _segments(pattern: re.Pattern[str], text: str) -> list[tuple[str, str]]:
-    """Split text into (marker name, stripped body) pieces; preamble is ignored."""
-    matches = list(pattern.finditer(text))
+    """Split text into (marker name, stripped body) pieces; preamble is ignored.
+    Markers are looked for outside code fences and quotes only."""
+    matches = list(pattern.finditer(_mask_quoted(text)))
     bodies = []
     for match, following in zip(matches, matches[1:] + [None]):
         end = following.start() if following else len(text)
@@ -62,10 +88,14 @@ def _is_blank(value: str) -> bool:
 
 
 def _pair_blocks(text: str) -> list[tuple[str, str]]:
-    """Pair each QUESTION with the ANSWER right after it; orphans are dropped."""
+    """Pair each QUESTION with the ANSWER right after it; orphans are dropped.
+
+    When the model wrote the prompts' own markers (`**QUESTION:**`, `**QUESTION 2:**`),
+    only those count: a bold FAQ line such as `**Question 2**:` inside an answer is text."""
+    canonical = _CANONICAL_QA_MARKER.search(_mask_quoted(text)) is not None
     pairs: list[tuple[str, str]] = []
     question: str | None = None
-    for marker, body in _segments(_QA_MARKER, text):
+    for marker, body in _segments(_CANONICAL_QA_MARKER if canonical else _QA_MARKER, text):
         if marker.upper() == "QUESTION":
             question = body
         elif question is not None:
@@ -100,7 +130,7 @@ def _last_verdict(pattern: re.Pattern[str], text: str, what: str) -> bool:
     on the last line. A lower-case "relevant" in the middle of reasoning that was
     cut off is not a verdict: guessing there would let unchecked pairs through.
     """
-    normalized = _normalize(text)
+    normalized = _mask_quoted(_normalize(text))
     shouted = [m for m in pattern.finditer(normalized) if _is_capitals(m.group(0)[len(m.group(1) or ""):])]
     if shouted:
         return shouted[-1].group(1) is None
@@ -129,7 +159,7 @@ def parse_answer_check(text: str) -> bool:
 def _rewording(text: str, judgment_end: int) -> tuple[str, str]:
     """The reworded pair: after the last rewording heading if there is one,
     else anywhere after the judgment (never the pair quoted in the reasoning)."""
-    headings = list(_REWORDING_HEADING.finditer(text))
+    headings = list(_REWORDING_HEADING.finditer(_mask_quoted(text)))
     start = headings[-1].end() if headings else judgment_end
     pairs = _pair_blocks(text[start:])
     if not pairs:
@@ -141,7 +171,7 @@ def parse_context_repair(text: str) -> tuple[str, tuple[str, str] | None]:
     """("pass" | "fail", None) or ("reword", (question, answer)) from the last
     "Final judgment" line of the output."""
     normalized = _normalize(text)
-    judgments = list(_FINAL_JUDGMENT.finditer(normalized))
+    judgments = list(_FINAL_JUDGMENT.finditer(_mask_quoted(normalized)))
     if not judgments:
         raise ParseError(f"no final judgment in model output {preview(text)}")
     last = judgments[-1]

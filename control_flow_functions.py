@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional, TypeVar
 
 from engine_wrapper_class import RequestStats, make_budget, make_engine
 from generation_functions import output_processors as parsers
@@ -33,6 +34,7 @@ from generation_functions.report import RunReport
 from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
 from generation_functions.steps import (
     ANSWER_CHECK,
+    CHUNK_FILTER,
     CONTEXT_REPAIR,
     CONVERSATION,
     QUESTION_CHECK,
@@ -47,6 +49,7 @@ from generation_step_class import BoundStep, GenerationStep, StepOutcome
 T = TypeVar("T")
 log = logging.getLogger("verustoolkit")
 
+BUILTIN_PROMPTS = Path(__file__).resolve().parent / "prompts"
 RESULTS_DIR = "chunk_results"
 # The chunk keys of the latest run, in order: which chunk_results belong to it.
 CHUNK_INDEX = "chunk_index.json"
@@ -69,9 +72,12 @@ def build_steps(config: Config) -> dict[str, GenerationStep]:
 def load_prompts(config: Config) -> dict[str, Any]:
     """Resolve and load every step's prompt once, before any request."""
     prompts = {}
+    # A prompt folder made before a step existed (a seed folder as DEFAULT_PROMPTS) lacks its
+    # file: the step then takes the prompt that ships with Verustoolkit.
+    folders = [*config.prompt_dirs, BUILTIN_PROMPTS]
     for step in STEPS:
-        prompt = load_prompt(step.prompt_name, config.system.COMPLETION_MODE, config.prompt_dirs)
-        source = str(resolve_prompt_path(step.prompt_name, config.system.COMPLETION_MODE, config.prompt_dirs))
+        prompt = load_prompt(step.prompt_name, config.system.COMPLETION_MODE, folders)
+        source = str(resolve_prompt_path(step.prompt_name, config.system.COMPLETION_MODE, folders))
         check_placeholders(step.prompt_name, prompt, source, step.provides)
         prompts[step.prompt_name] = prompt
     return prompts
@@ -96,6 +102,11 @@ class Vote:
     yes: int
     no: int
     failures: tuple[str, ...] = ()
+    rejections: tuple[Any, ...] = ()  # the parsed values of the votes against
+
+
+def _voted_yes(outcome: StepOutcome) -> bool:
+    return outcome.value is True
 
 
 async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
@@ -113,29 +124,35 @@ async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
     return results
 
 
-async def majority_vote(step: BoundStep, values: dict[str, str], total: int, slot: str) -> Vote:
+async def majority_vote(
+    step: BoundStep, values: dict[str, str], total: int, slot: str, voted_yes: Callable[[StepOutcome], bool] = _voted_yes
+) -> Vote:
     """Up to `total` votes; the majority decides and ties are tossed.
 
     Votes are asked in parallel, but only as many as could still decide the
     outcome: with 3 votes, 2 are asked first and the third only on a split.
-    A vote whose output never parses counts against the pair.
+    `voted_yes` reads one outcome; by default a vote whose output never parses
+    counts against the pair.
     """
     needed = total // 2 + 1
     yes = no = cast = 0
     failures: list[str] = []
+    rejections: list[Any] = []
     while yes < needed and no < needed and cast < total:
         batch = min(total - cast, needed - max(yes, no))
         outcomes = await gather_all(step.run(values, f"{slot}/vote{cast + i}") for i in range(batch))
         cast += batch
         for outcome in outcomes:
-            if outcome.value is True:
+            if voted_yes(outcome):
                 yes += 1
             else:
                 no += 1
                 if not outcome.ok:
                     failures.append(outcome.reason)
+                else:
+                    rejections.append(outcome.value)
     decision = True if yes >= needed else False if no >= needed else None
-    return Vote(decision, yes, no, tuple(failures))
+    return Vote(decision, yes, no, tuple(failures), tuple(rejections))
 
 
 def _vote_reason(vote: Vote, negative: str) -> str:
@@ -223,10 +240,31 @@ async def write_conversation(ctx: RunContext, chunk: Chunk, pairs: list[tuple[st
     return {"turns": None, "reason": reason}
 
 
+def _suitable(outcome: StepOutcome) -> bool:
+    # A filter vote that never parses keeps the chunk: losing a chunk to a broken
+    # filter costs more than asking about one that had little to offer.
+    return not outcome.ok or outcome.value[0]
+
+
+async def screen_chunk(ctx: RunContext, chunk: Chunk) -> Optional[dict]:
+    """None when the chunk goes on to question generation; else why the filter skipped it."""
+    if ctx.config.skip.CHUNK_FILTER:
+        return None
+    values = {"text": chunk.text, "textdetails": chunk.textdetails}
+    REQUEST_PRIORITY.set(ctx.paths.priority(CHUNK_FILTER))
+    vote = await majority_vote(ctx.steps[CHUNK_FILTER], values, ctx.config.system.DOUBLE_CHECK_COUNTER, "filter", _suitable)
+    if vote.decision is not False:  # suitable, or a tie: the chunk is kept
+        ctx.report.keep("chunk_filter", chunk.source)
+        return None
+    kinds = Counter(kind for _, kind in vote.rejections).most_common(1)
+    reason = kinds[0][0] if kinds else "unsuitable"
+    ctx.report.toss("chunk_filter", chunk.source, reason)
+    return {"stage": "chunk_filter", "reason": reason, "votes": [vote.yes, vote.no]}
+
+
 async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
     values = {"text": chunk.text, "textdetails": chunk.textdetails}
-    REQUEST_PRIORITY.set(ctx.paths.priority(QUESTION_GENERATION))
-    outcome = await ctx.steps[QUESTION_GENERATION].run(values, "questions")
+    screened_out = await screen_chunk(ctx, chunk)
     result: dict[str, Any] = {
         "key": chunk.key,
         "source": chunk.source,
@@ -237,12 +275,22 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         "pairs": [],
         "conversation": None,
     }
+    if screened_out is not None:
+        result["filtered"] = screened_out
+        ctx.progress.advance("chunks")
+        return _save_result(ctx, result)
+    REQUEST_PRIORITY.set(ctx.paths.priority(QUESTION_GENERATION))
+    outcome = await ctx.steps[QUESTION_GENERATION].run(values, "questions")
     if not outcome.ok:
         ctx.report.toss("question_generation", chunk.source, "no usable questions")
         result["failure"] = {"stage": "question_generation", "reason": outcome.reason, "raw_output": outcome.raw_output}
         ctx.progress.advance("chunks")
         return _save_result(ctx, result)
     raw_pairs = outcome.value
+    if not raw_pairs:  # the model answered NO QUESTIONS: a result, not a failure
+        ctx.report.toss("question_generation", chunk.source, "no questions (nothing to ask about)")
+        ctx.progress.advance("chunks")
+        return _save_result(ctx, result)
     result["raw_pairs"] = [list(p) for p in raw_pairs]
     ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
     ctx.progress.grow("pairs", len(raw_pairs))

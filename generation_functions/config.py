@@ -100,6 +100,7 @@ class SystemSection(_Section):
 
 
 class SkipSection(_Section):
+    CHUNK_FILTER: StrictBool = False
     QUESTION_CHECK: StrictBool = False
 
 

@@ -42,6 +42,17 @@ _REWORDING_HEADING = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*question[ \t]+rewording[ \t]*\**[ \t]*:?[ \t]*\**[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
+_SUITABILITY_VERDICT = re.compile(r"\b(UN)?SUITABLE\b(?:[ \t*]*[:\-][ \t*]*([^\n]*))?")
+# The kinds of unsuitable chunk the filter prompt names, for the run report.
+UNSUITABLE_KINDS = (
+    "table of contents",
+    "links or navigation",
+    "boilerplate",
+    "data without explanation",
+    "too little content",
+)
+# An explicit answer of question generation that the chunk holds nothing to ask about.
+_NO_QUESTIONS = re.compile(r"^[ \t*#]*NO QUESTIONS\b", re.MULTILINE)
 _NONE_VALUES = frozenset({"none", "none."})
 _SPEAKERS = {"user": "User", "ai assistant": "AI Assistant"}
 
@@ -106,8 +117,14 @@ def _pair_blocks(text: str) -> list[tuple[str, str]]:
 
 
 def parse_question_generation(text: str) -> list[tuple[str, str]]:
-    """All usable (question, answer) pairs, in the order the model wrote them."""
-    pairs = _pair_blocks(_normalize(text))
+    """All usable (question, answer) pairs, in the order the model wrote them.
+
+    An explicit `NO QUESTIONS` (and no pair) is a result, the empty list: the
+    model judged that the chunk holds nothing to ask about."""
+    normalized = _normalize(text)
+    pairs = _pair_blocks(normalized)
+    if not pairs and _NO_QUESTIONS.search(_mask_quoted(normalized)):
+        return []
     if not pairs:
         raise ParseError(f"no QUESTION/ANSWER pair in model output {preview(text)}")
     return pairs
@@ -197,3 +214,25 @@ def parse_conversation(text: str) -> list[tuple[str, str]]:
             f"conversation needs a User turn and an AI Assistant turn {preview(text)}"
         )
     return turns
+
+
+def parse_chunk_filter(text: str) -> tuple[bool, str]:
+    """(True, "") when the last verdict is SUITABLE; (False, kind) for UNSUITABLE: kind.
+
+    The verdict is the last one in capitals outside quotes. The kind is matched
+    to the prompt's list where it can be, else kept as written (or "unsuitable")."""
+    verdicts = list(_SUITABILITY_VERDICT.finditer(_mask_quoted(_normalize(text))))
+    if not verdicts:
+        raise ParseError(f"no SUITABLE/UNSUITABLE verdict in model output {preview(text)}")
+    last = verdicts[-1]
+    if last.group(1) is None:
+        return True, ""
+    return False, _unsuitable_kind(last.group(2) or "")
+
+
+def _unsuitable_kind(written: str) -> str:
+    flat = " ".join(written.lower().strip(" .*").split())
+    for kind in UNSUITABLE_KINDS:
+        if flat and (kind in flat or flat in kind.split(" or ")):
+            return kind
+    return flat[:60] or "unsuitable"

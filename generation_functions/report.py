@@ -54,6 +54,7 @@ class RunReport:
     def funnel(self) -> dict[str, int]:
         return {
             "chunks": self.stages["chunks"].kept,
+            "chunks_after_filter": self.stages["chunks"].kept - sum(self.stages["chunk_filter"].tossed.values()),
             "pairs_generated": self.stages["question_generation"].kept,
             "passed_checks": self.stages["answer_check"].kept,
             "after_repair": self.stages["context_repair"].kept,
@@ -81,7 +82,8 @@ def summary_text(report: dict[str, Any]) -> str:
         "Run summary",
         f"  documents read: {report['documents']}  (skipped: {len(report['skipped_files'])}; "
         f"duplicate chunks skipped: {report.get('duplicate_chunks_skipped', 0)})",
-        f"  chunks: {funnel['chunks']}  ->  pairs generated: {funnel['pairs_generated']}  ->  passed checks: "
+        f"  chunks: {funnel['chunks']}  ->  after the chunk filter: {funnel.get('chunks_after_filter', funnel['chunks'])}"
+        f"  ->  pairs generated: {funnel['pairs_generated']}  ->  passed checks: "
         f"{funnel['passed_checks']}  ->  after repair: {funnel['after_repair']}  ->  conversations: "
         f"{funnel['conversations']}",
     ]

@@ -79,6 +79,7 @@ class Step:
         return replace(self.sampling, stop=stop, **changed)
 
 
+CHUNK_FILTER = "filter_chunk"
 QUESTION_GENERATION = "qatuples_gen_no_filenames"
 QUESTION_CHECK = "check_question"
 ANSWER_CHECK = "check_answer"
@@ -87,6 +88,19 @@ CONVERSATION = "multi_turn_assistant_conversation"
 
 # In the order a chunk meets them.
 STEPS: tuple[Step, ...] = (
+    Step(
+        key="chunk_filter",
+        prompt_name=CHUNK_FILTER,
+        label="chunk filter",
+        processor=parsers.parse_chunk_filter,
+        sampling=Sampling(0.2, 0.95, 800),
+        model=ModelRole.LOGICAL,
+        scope=Scope.CHUNK,
+        provides=CHUNK_FIELDS,
+        marker="UNSUITABLE",
+        votes=True,
+        enabled=lambda config: not config.skip.CHUNK_FILTER,
+    ),
     Step(
         key="question_generation",
         prompt_name=QUESTION_GENERATION,

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 from generation_functions.steps import (
     ANSWER_CHECK,
+    CHUNK_FILTER,
     CONTEXT_REPAIR,
     CONVERSATION,
     QUESTION_CHECK,
@@ -81,6 +82,14 @@ def qa_blocks(text: str) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- default responses
+
+
+def default_chunk_filter(request: Request) -> str:
+    blocks = fenced_blocks(request.user)
+    text = blocks[0] if blocks else request.user
+    if "[unsuitable]" in text:
+        return "The chunk is a list of links with nothing about any of them.\n\nUNSUITABLE: links or navigation"
+    return "The chunk explains its subject in full sentences.\n\nSUITABLE"
 
 
 def default_question_generation(request: Request) -> str:
@@ -136,6 +145,7 @@ def default_conversation(request: Request) -> str:
 
 
 DEFAULT_RESPONDERS: dict[str, Responder] = {
+    CHUNK_FILTER: default_chunk_filter,
     QUESTION_GENERATION: default_question_generation,
     QUESTION_CHECK: default_question_check,
     ANSWER_CHECK: default_answer_check,

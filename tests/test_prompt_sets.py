@@ -29,9 +29,11 @@ from generation_functions.prompts import (
     placeholders_in,
     resolve_prompt_path,
 )
+from generation_functions.steps import STEPS as STEP_TABLE
 from generation_functions.steps import (
     ANSWER_CHECK,
     BY_NAME,
+    CHUNK_FILTER,
     CONTEXT_REPAIR,
     CONVERSATION,
     QUESTION_CHECK,
@@ -62,6 +64,7 @@ OVERRIDE_SETS = [name for name in SETS if name != "prompts"]
 
 # The placeholder a step's prompt cannot do without.
 ESSENTIAL = {
+    CHUNK_FILTER: {"text"},
     GEN: {"text"},
     CHECK_QUESTION: {"text", "question", "answer"},
     CHECK_ANSWER: {"text", "question", "answer"},
@@ -70,13 +73,7 @@ ESSENTIAL = {
 }
 
 # A test server tells the steps apart by the first (system) message alone.
-MARKERS = {
-    CONVERSATION: "**AI Assistant:**",
-    REPAIR: "Final judgment",
-    CHECK_ANSWER: "INACCURATE",
-    CHECK_QUESTION: "IRRELEVANT",
-    GEN: "**QUESTION:**",
-}
+MARKERS = {step.prompt_name: step.marker for step in STEP_TABLE}
 
 # Wording that leans on a source the reader of a training pair never sees.
 SOURCE_REFERENCES = (

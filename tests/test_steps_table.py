@@ -12,6 +12,7 @@ from generation_functions.errors import ConfigError
 from generation_functions.prompts import PLACEHOLDERS, load_prompt, placeholders_in
 from generation_functions.steps import (
     BY_KEY,
+    CHUNK_FILTER,
     CONVERSATION,
     QUESTION_GENERATION,
     STEPS,
@@ -42,7 +43,9 @@ def test_each_default_prompt_fits_its_row(step):
 def test_only_the_conversation_is_served_by_the_large_model_and_checked_in_code():
     assert [step.prompt_name for step in STEPS if step.model is ModelRole.LARGE] == [CONVERSATION]
     assert [step.prompt_name for step in STEPS if step.check_retries] == [CONVERSATION]
-    assert STEPS[0].prompt_name == QUESTION_GENERATION and STEPS[0].scope is Scope.CHUNK
+    order = [step.prompt_name for step in STEPS]
+    assert order.index(CHUNK_FILTER) < order.index(QUESTION_GENERATION) < order.index(CONVERSATION) == len(order) - 1
+    assert all(step.scope is Scope.PAIR for step in STEPS[order.index(QUESTION_GENERATION) + 1 : -1])
 
 
 def _config(**sections):

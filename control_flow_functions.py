@@ -30,6 +30,7 @@ from generation_functions.documents import Document, SkippedFile, check_somethin
 from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
+from generation_functions.quality import QualityTally, tallied
 from generation_functions.report import RunReport
 from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
 from generation_functions.steps import (
@@ -292,6 +293,7 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         ctx.progress.advance("chunks")
         return _save_result(ctx, result)
     result["raw_pairs"] = [list(p) for p in raw_pairs]
+    kinds = parsers.parse_question_kinds(outcome.raw_output)
     ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
     ctx.progress.grow("pairs", len(raw_pairs))
     ctx.progress.advance("chunks")
@@ -300,13 +302,18 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
 
     async def vet_and_tick(pair: tuple[str, str], number: int) -> dict:
         record = await vet_pair(ctx, chunk, pair, number, size)
+        if kinds[number] is not None:
+            record["kind"] = kinds[number]
         ctx.progress.advance("pairs")
         return record
 
     records = await gather_all(vet_and_tick(pair, n) for n, pair in enumerate(raw_pairs))
     result["vetted"] = list(records)
-    survivors = [(r["question"], r["answer"]) for r in records if r.get("kept")]
+    kept = [r for r in records if r.get("kept")]
+    survivors = [(r["question"], r["answer"]) for r in kept]
     result["pairs"] = [list(p) for p in survivors]
+    if any("kind" in r for r in kept):
+        result["pair_kinds"] = [r.get("kind") for r in kept]
     if survivors:
         ctx.progress.grow("conversations", 1)
         REQUEST_PRIORITY.set(ctx.paths.priority(CONVERSATION, pair_characters(survivors)))
@@ -537,13 +544,14 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     atomic_write_json(output_dir / CHUNK_INDEX, {"keys": index.keys})
     if not index.keys:
         raise InputError(f"no text to work on in {config.input_dir} (every file was empty or unreadable)")
+    quality = QualityTally()
     counts = write_datasets(
         output_dir,
-        iter_results(output_dir, index.keys),
+        tallied(iter_results(output_dir, index.keys), quality),
         config.system.FINAL_ASSISTANT_PROMPT_NO_RAG,
         config.system.FINAL_ASSISTANT_PROMPT_RAG,
     )
-    return _write_report(ctx, engines, store, started, status="finished", outputs=counts)
+    return _write_report(ctx, engines, store, started, status="finished", outputs=counts, quality=quality.as_dict())
 
 
 def _describe_stop(exc: BaseException) -> str:
@@ -552,7 +560,9 @@ def _describe_stop(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _write_report(ctx: RunContext, engines: Engines, store: CallStore, started: float, status: str, outputs=None) -> dict:
+def _write_report(
+    ctx: RunContext, engines: Engines, store: CallStore, started: float, status: str, outputs=None, quality=None
+) -> dict:
     data = {"status": status, **ctx.report.as_dict()}
     data["step_failures"] = {
         name: dict(sorted(step.failures.items())) for name, step in ctx.steps.items() if step.failures
@@ -569,6 +579,8 @@ def _write_report(ctx: RunContext, engines: Engines, store: CallStore, started: 
     }
     data["budget"] = engines.budget.as_dict()
     data["outputs"] = outputs or {}
+    if quality is not None:
+        data["quality"] = quality
     data["output_dir"] = str(ctx.output_dir)
     data["wall_seconds"] = round(time.monotonic() - started, 3)
     atomic_write_json(ctx.output_dir / RUN_REPORT, data, durable=True)

@@ -59,8 +59,9 @@ def write_datasets(
         output_dir / MASTER_LIST
     ) as master:
         for result in results:
-            for question, answer in result["pairs"]:
-                qa.write(jsonl_line(_qa_row(result, question, answer)))
+            kinds = result.get("pair_kinds") or [None] * len(result["pairs"])
+            for (question, answer), kind in zip(result["pairs"], kinds):
+                qa.write(jsonl_line(_qa_row(result, question, answer, kind)))
                 counts[PLAIN_QA] += 1
             conversation = result.get("conversation")
             if not conversation:
@@ -78,14 +79,17 @@ def write_datasets(
     return counts
 
 
-def _qa_row(result: dict, question: str, answer: str) -> dict:
-    return {
+def _qa_row(result: dict, question: str, answer: str, kind: str | None) -> dict:
+    row = {
         "question": question,
         "answer": answer,
         "source_filename": result["source"],
         "chunk_index": result["chunk_index"],
         "chunk": result["chunk"],
     }
+    if kind is not None:  # the question's kind, where the prompt asked for one
+        row["kind"] = kind
+    return row
 
 
 def _master_row(result: dict, conversation: list) -> dict:

@@ -51,6 +51,9 @@ UNSUITABLE_KINDS = (
     "data without explanation",
     "too little content",
 )
+# The kinds of question the question generation prompt asks for, written as "[kind] question".
+QUESTION_KINDS = ("fact", "how-to", "why", "comparison", "troubleshooting", "scenario")
+_KIND_TAG = re.compile(r"^\[[ \t]*([A-Za-z][A-Za-z \t/_-]{0,30}?)[ \t]*\][ \t]*")
 # An explicit answer of question generation that the chunk holds nothing to ask about.
 _NO_QUESTIONS = re.compile(r"^[ \t*#]*NO QUESTIONS\b", re.MULTILINE)
 _NONE_VALUES = frozenset({"none", "none."})
@@ -119,15 +122,43 @@ def _pair_blocks(text: str) -> list[tuple[str, str]]:
 def parse_question_generation(text: str) -> list[tuple[str, str]]:
     """All usable (question, answer) pairs, in the order the model wrote them.
 
+    A "[kind]" label before a question is taken off (parse_question_kinds reads it).
     An explicit `NO QUESTIONS` (and no pair) is a result, the empty list: the
     model judged that the chunk holds nothing to ask about."""
+    return [(question, answer) for _, question, answer in _labelled_pairs(text)]
+
+
+def parse_question_kinds(text: str) -> list[str | None]:
+    """The kind of each pair parse_question_generation returns, in the same order:
+    one of QUESTION_KINDS, "other" for a label outside them, None where there is none."""
+    return [kind for kind, _, _ in _labelled_pairs(text)]
+
+
+def _labelled_pairs(text: str) -> list[tuple[str | None, str, str]]:
     normalized = _normalize(text)
     pairs = _pair_blocks(normalized)
     if not pairs and _NO_QUESTIONS.search(_mask_quoted(normalized)):
         return []
     if not pairs:
         raise ParseError(f"no QUESTION/ANSWER pair in model output {preview(text)}")
-    return pairs
+    labelled = []
+    for question, answer in pairs:
+        kind, question = split_kind(question)
+        if question:
+            labelled.append((kind, question, answer))
+    if not labelled:
+        raise ParseError(f"no QUESTION/ANSWER pair in model output {preview(text)}")
+    return labelled
+
+
+def split_kind(question: str) -> tuple[str | None, str]:
+    """("how-to", "How do I ...?") from "[how-to] How do I ...?"; (None, question) without a label."""
+    match = _KIND_TAG.match(question)
+    if match is None:
+        return None, question
+    label = " ".join(match.group(1).lower().replace("_", "-").split())
+    label = {"how to": "how-to", "howto": "how-to", "facts": "fact", "reasoning": "why"}.get(label, label)
+    return (label if label in QUESTION_KINDS else "other"), question[match.end():].strip()
 
 
 def format_question_answer_list(pairs: list[tuple[str, str]]) -> str:

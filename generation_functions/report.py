@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from generation_functions.quality import quality_lines
 from generation_functions.steps import STEPS
 
 # Funnel stages, in order: the chunks read, then every step of the table.
@@ -110,6 +111,10 @@ def summary_text(report: dict[str, Any]) -> str:
                 f"  the server was overloaded (timeouts, 429 or 503): requests in flight were lowered to {lowest} "
                 "at the worst; a lower CONCURRENCY_LIMIT or a longer REQUEST_TIMEOUT avoids the retries"
             )
+    lines += quality_lines(report.get("quality", {}))
+    if report.get("outputs"):
+        rows = ", ".join(f"{name} {count}" for name, count in report["outputs"].items())
+        lines.append(f"  dataset rows: {rows}")
     if "wall_seconds" in report:
         lines.append(f"  wall time: {report['wall_seconds']:.1f}s")
     if report.get("outputs"):

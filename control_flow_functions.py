@@ -548,8 +548,8 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     counts = write_datasets(
         output_dir,
         tallied(iter_results(output_dir, index.keys), quality),
-        config.system.FINAL_ASSISTANT_PROMPT_NO_RAG,
-        config.system.FINAL_ASSISTANT_PROMPT_RAG,
+        config.system.no_rag_prompts,
+        config.system.rag_prompts,
     )
     return _write_report(ctx, engines, store, started, status="finished", outputs=counts, quality=quality.as_dict())
 

@@ -83,6 +83,10 @@ class SystemSection(_Section):
         "You are a helpful AI assistant who knows the Verus project well. "
         "Use this information to answer the user's questions:\n\n{data}"
     )
+    # More wordings of the two system prompts: each conversation gets one of the prompt and its
+    # variants, picked by the conversation's content, so a model does not learn one fixed wording.
+    FINAL_ASSISTANT_PROMPT_NO_RAG_VARIANTS: list[StrictStr] = Field(default_factory=list)
+    FINAL_ASSISTANT_PROMPT_RAG_VARIANTS: list[StrictStr] = Field(default_factory=list)
     MODE: Literal["api", "cohere"] = "api"
     STOP: StrictBool = True
     STOP_SEQUENCES: list[StrictStr] = Field(default_factory=lambda: list(DEFAULT_STOP_SEQUENCES))
@@ -90,6 +94,29 @@ class SystemSection(_Section):
     USE_SUBSET: StrictBool = False
     REQUEST_TIMEOUT: float = Field(default=180.0, gt=0, le=3600)
     MAX_RETRY_SECONDS: float = Field(default=600.0, ge=0, le=86_400)
+
+    @field_validator("FINAL_ASSISTANT_PROMPT_RAG", "FINAL_ASSISTANT_PROMPT_RAG_VARIANTS")
+    @classmethod
+    def _rag_prompts_have_data(cls, value: str | list[str]) -> str | list[str]:
+        for prompt in [value] if isinstance(value, str) else value:
+            if "{data}" not in prompt:
+                raise ValueError("a RAG system prompt needs {data}, where the retrieved text goes")
+        return value
+
+    @field_validator("FINAL_ASSISTANT_PROMPT_NO_RAG_VARIANTS")
+    @classmethod
+    def _no_empty_variant(cls, value: list[str]) -> list[str]:
+        if any(not prompt.strip() for prompt in value):
+            raise ValueError("an empty system prompt variant")
+        return value
+
+    @property
+    def no_rag_prompts(self) -> tuple[str, ...]:
+        return (self.FINAL_ASSISTANT_PROMPT_NO_RAG, *self.FINAL_ASSISTANT_PROMPT_NO_RAG_VARIANTS)
+
+    @property
+    def rag_prompts(self) -> tuple[str, ...]:
+        return (self.FINAL_ASSISTANT_PROMPT_RAG, *self.FINAL_ASSISTANT_PROMPT_RAG_VARIANTS)
 
     @field_validator("STOP_SEQUENCES")
     @classmethod

@@ -8,7 +8,8 @@ straight through. Each file is written atomically.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+import hashlib
+from typing import Iterable, Sequence
 
 import orjson
 
@@ -45,13 +46,26 @@ def rag_system_prompt(template: str, chunk_text: str) -> str:
     return template.replace("{data}", chunk_text)
 
 
+def pick_prompt(prompts: Sequence[str], turns: list[dict[str, str]]) -> str:
+    """One of the system prompts for this conversation, chosen by its content: the same
+    conversation always gets the same prompt, and a model does not learn one fixed wording."""
+    if len(prompts) == 1:
+        return prompts[0]
+    digest = hashlib.sha256(turns[0]["value"].encode("utf-8")).digest()
+    return prompts[int.from_bytes(digest[:8], "big") % len(prompts)]
+
+
 def write_datasets(
     output_dir: Path,
     results: Iterable[dict],
-    no_rag_prompt: str,
-    rag_prompt: str,
+    no_rag_prompts: str | Sequence[str],
+    rag_prompts: str | Sequence[str],
 ) -> dict[str, int]:
-    """Write the QA list, ShareGPT sets and master list; returns rows per file."""
+    """Write the QA list, ShareGPT sets and master list; returns rows per file.
+
+    The prompts are one system prompt each, or several to pick from per conversation."""
+    no_rag_prompts = (no_rag_prompts,) if isinstance(no_rag_prompts, str) else tuple(no_rag_prompts)
+    rag_prompts = (rag_prompts,) if isinstance(rag_prompts, str) else tuple(rag_prompts)
     counts = {PLAIN_QA: 0, SHAREGPT_NO_RAG: 0, SHAREGPT_RAG: 0, MASTER_LIST: 0}
     with atomic_text_file(output_dir / PLAIN_QA) as qa, atomic_text_file(
         output_dir / SHAREGPT_NO_RAG
@@ -69,8 +83,9 @@ def write_datasets(
             turns = sharegpt_turns([tuple(turn) for turn in conversation])
             if not turns:
                 continue
+            no_rag_prompt = pick_prompt(no_rag_prompts, turns)
             no_rag.write(jsonl_line({"conversations": [{"from": "system", "value": no_rag_prompt}, *turns]}))
-            system = rag_system_prompt(rag_prompt, result["chunk"])
+            system = rag_system_prompt(pick_prompt(rag_prompts, turns), result["chunk"])
             rag.write(jsonl_line({"conversations": [{"from": "system", "value": system}, *turns]}))
             master.write(jsonl_line(_master_row(result, conversation)))
             counts[SHAREGPT_NO_RAG] += 1

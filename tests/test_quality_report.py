@@ -77,3 +77,46 @@ def test_unlabelled_pairs_are_counted_as_such():
     data = tally.as_dict()
     assert data["question_kinds"] == {"generated": {"unlabelled": 1}, "kept": {"unlabelled": 1}}
     assert data["conversations"] == 1 and data["mean_pairs_per_chunk"] == 1.0
+
+
+def test_system_prompt_variants_are_picked_per_conversation_by_content(tmp_path):
+    from tests.conftest import REPO
+
+    variants = ["You know Verus well. Answer plainly.", "You are the Verus community's helper."]
+    rag_variants = ["Answer from this Verus information:\n\n{data}"]
+    with FakeLLMServer() as server:
+        config = write_config(
+            tmp_path / "config.yaml",
+            server.base_url,
+            PATH={"INPUT": str(REPO / "tests" / "golden" / "corpus")},
+            SYSTEM={"CHUNK_SIZE": 400, "FINAL_ASSISTANT_PROMPT_NO_RAG_VARIANTS": variants,
+                    "FINAL_ASSISTANT_PROMPT_RAG_VARIANTS": rag_variants},
+        )
+        assert run_processing(config).returncode == 0
+        first = (tmp_path / "output" / "simplified_data_no_rag.jsonl").read_text()
+        import shutil
+
+        shutil.rmtree(tmp_path / "output" / "chunk_results")  # rebuilt from the stored calls
+        assert run_processing(config).returncode == 0
+        assert (tmp_path / "output" / "simplified_data_no_rag.jsonl").read_text() == first  # deterministic
+    rows = [json.loads(line) for line in first.splitlines()]
+    systems = [row["conversations"][0]["value"] for row in rows]
+    assert set(systems) <= {*variants, "You are a helpful AI assistant who knows the Verus project well. Answer questions about Verus accurately."}
+    assert len(set(systems)) >= 2, "4 conversations over 3 prompts: more than one prompt is used"
+    rag = [json.loads(line)["conversations"][0]["value"] for line in (tmp_path / "output" / "simplified_data_rag.jsonl").read_text().splitlines()]
+    assert all("{data}" not in value for value in rag)
+
+
+def test_a_rag_variant_without_data_is_a_config_error(tmp_path):
+    import pytest
+
+    from generation_functions.config import config_from_dict
+    from generation_functions.errors import ConfigError
+    from tests.conftest import REPO
+
+    with pytest.raises(ConfigError, match=r"SYSTEM.FINAL_ASSISTANT_PROMPT_RAG_VARIANTS.*\{data\}"):
+        config_from_dict(
+            {"API": {"LOGICAL_MODEL": "a", "LARGE_LOGICAL_MODEL": "b"}, "PATH": {"INPUT": str(REPO / "raw_text_input")},
+             "SYSTEM": {"FINAL_ASSISTANT_PROMPT_RAG_VARIANTS": ["no placeholder here"]}},
+            tmp_path,
+        )

@@ -267,3 +267,23 @@ def _unsuitable_kind(written: str) -> str:
         if flat and (kind in flat or flat in kind.split(" or ")):
             return kind
     return flat[:60] or "unsuitable"
+
+
+# The grades of the evaluation judge (judge_answer), best first.
+JUDGE_GRADES = ("correct", "partly correct", "wrong", "declined")
+_GRADE = re.compile(r"\b(PARTLY[ \t]+CORRECT|CORRECT|WRONG|DECLINED)\b")
+_REASON_LINE = re.compile(r"^[ \t*]*reason[ \t*]*:[ \t*]*(\S[^\n]*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_judgment(text: str) -> tuple[str, str]:
+    """(grade, one-line reason) from a judge's output: the last grade in capitals outside
+    quotes, and the last "Reason:" line ("" when there is none)."""
+    normalized = _normalize(text)
+    masked = _mask_quoted(normalized)
+    grades = list(_GRADE.finditer(masked))
+    if not grades:
+        raise ParseError(f"no CORRECT/PARTLY CORRECT/WRONG/DECLINED grade in judge output {preview(text)}")
+    grade = " ".join(grades[-1].group(1).lower().split())
+    reasons = list(_REASON_LINE.finditer(masked))
+    reason = normalized[reasons[-1].start(1):reasons[-1].end(1)].strip(" *") if reasons else ""
+    return grade, reason

@@ -162,6 +162,26 @@ STEPS: tuple[Step, ...] = (
     ),
 )
 
+JUDGE = "judge_answer"
+
+# Steps outside the pipeline's chain: evaluate.py's judge grades a candidate's answer
+# against the reference pair ({answer}) and its chunk ({text}); the candidate's own
+# question and answer come as {question_answer_list}.
+EVALUATION_STEPS: tuple[Step, ...] = (
+    Step(
+        key="judge",
+        prompt_name=JUDGE,
+        label="judge",
+        processor=parsers.parse_judgment,
+        sampling=Sampling(0.2, 0.95, 800),
+        model=ModelRole.LARGE,
+        scope=Scope.PAIR,
+        provides=PAIR_FIELDS | {"question_answer_list"},
+        marker="PARTLY CORRECT",
+        votes=True,
+    ),
+)
+
 BY_NAME: dict[str, Step] = {step.prompt_name: step for step in STEPS}
 BY_KEY: dict[str, Step] = {step.key: step for step in STEPS}
 STEP_NAMES: tuple[str, ...] = tuple(step.prompt_name for step in STEPS)
@@ -172,11 +192,11 @@ def active_steps(config: Any) -> tuple[Step, ...]:
     return tuple(step for step in STEPS if step.enabled(config))
 
 
-def classify_by_marker(instructions: str) -> str:
-    """The prompt name of the step whose instructions these are: later steps' markers first, since
-    a later step's prompt may show an earlier step's output. Instructions with no marker (a ping, a
-    prompt written another way) count as question generation, the step with the freest prompt."""
-    for step in reversed(STEPS):
+def classify_by_marker(instructions: str) -> Optional[str]:
+    """The prompt name of the step whose instructions these are, or None for instructions
+    that carry no step's marker (a plain chat, a ping). Evaluation steps and later steps
+    are tried first, since a later step's prompt may show an earlier step's output."""
+    for step in reversed(STEPS + EVALUATION_STEPS):
         if step.marker in instructions:
             return step.prompt_name
-    return QUESTION_GENERATION
+    return None

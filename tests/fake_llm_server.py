@@ -28,9 +28,11 @@ import orjson
 from aiohttp import web
 from typing import Callable, Optional
 
+from generation_functions.conversation_check import content_words, recall
 from generation_functions.steps import (
     ANSWER_CHECK,
     CHUNK_FILTER,
+    JUDGE,
     CONTEXT_REPAIR,
     CONVERSATION,
     QUESTION_CHECK,
@@ -60,6 +62,7 @@ class Request:
     user: str  # the final input: last user message, or the last instruction in completion mode
     model: str
     max_pairs: int = 3  # how many pairs the default question generation writes
+    knowledge: tuple[str, ...] = ()  # what the fake "knows" when asked a plain question (a finetuned model)
     prompt_tokens: int = 0  # estimated from the request size
     fault: str = ""  # the fault injected into this request, if any
     response: Optional[str] = None  # the text sent back (None: no answer was sent)
@@ -68,9 +71,12 @@ class Request:
 Responder = Callable[[Request], str]
 
 
+CHAT = "chat"  # a request that is no pipeline step: a candidate model asked a question (evaluate.py, chat.py)
+
+
 def classify(system: str) -> str:
     """Tell the steps apart by the marker words their instructions carry (the table of steps names them)."""
-    return classify_by_marker(system)
+    return classify_by_marker(system) or CHAT
 
 
 def fenced_blocks(text: str) -> list[str]:
@@ -144,7 +150,42 @@ def default_conversation(request: Request) -> str:
     return "\n".join(lines)
 
 
+def _best_sentence(question: str, sources: list[str]) -> Optional[str]:
+    """The sentence of the sources that carries most of the question's content words (at least half)."""
+    wanted = content_words(question) - {"verus"}
+    best, best_score = None, 0.5
+    for source in sources:
+        for sentence in _SENTENCE.split(" ".join(source.split())):
+            score = len(wanted & content_words(sentence)) / len(wanted) if wanted else 0.0
+            if score > best_score:
+                best, best_score = sentence, score
+    return best
+
+
+def default_chat(request: Request) -> str:
+    """A candidate model asked a plain question: it answers from the context in its system
+    prompt (RAG, oracle), else from what it was given to know, else it declines."""
+    found = _best_sentence(request.user, [request.system, *request.knowledge])
+    return found if found is not None else "I'm sorry, I don't know the answer to that."
+
+
+def default_judge(request: Request) -> str:
+    blocks = fenced_blocks(request.user)
+    reference = blocks[1] if len(blocks) > 1 else ""
+    pairs = qa_blocks(request.user)
+    candidate = pairs[-1][1] if pairs else ""
+    if "don't know" in candidate.lower() or "do not know" in candidate.lower():
+        grade, reason = "DECLINED", "The candidate says it does not know."
+    else:
+        share = recall(reference, candidate)
+        grade = "CORRECT" if share >= 0.6 else "PARTLY CORRECT" if share >= 0.3 else "WRONG"
+        reason = f"The candidate carries {share:.0%} of the reference's content words."
+    return f"The reference and the candidate are compared claim by claim.\n\nReason: {reason}\n{grade}"
+
+
 DEFAULT_RESPONDERS: dict[str, Responder] = {
+    CHAT: default_chat,
+    JUDGE: default_judge,
     CHUNK_FILTER: default_chunk_filter,
     QUESTION_GENERATION: default_question_generation,
     QUESTION_CHECK: default_question_check,
@@ -201,6 +242,7 @@ class FakeLLMServer:
         capacity: int = 0,
         max_pairs: int = 3,
         cancel_on_disconnect: bool = False,
+        knowledge: tuple[str, ...] = (),
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.api_key = api_key
@@ -212,6 +254,7 @@ class FakeLLMServer:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.max_pairs = max_pairs
+        self.knowledge = tuple(knowledge)
         # Server capacity: at most this many requests are served at once; the
         # rest queue, as on a GPU server with a fixed batch size (0: unlimited).
         self._capacity_limit = capacity
@@ -393,6 +436,7 @@ class FakeLLMServer:
         except (ValueError, KeyError, IndexError, TypeError):
             return web.json_response({"error": {"message": "malformed request"}}, status=400)
         request.max_pairs = self.max_pairs
+        request.knowledge = self.knowledge
         self._enter(request)
         try:
             return await self._answer(http, request)

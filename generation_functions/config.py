@@ -165,6 +165,45 @@ SamplingSection = create_model(
 )
 
 
+class CandidateEntry(_Section):
+    """A model to evaluate: any OpenAI-compatible endpoint."""
+
+    NAME: StrictStr = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    BASE_URL: StrictStr
+    MODEL: StrictStr = Field(min_length=1)
+    API_KEY_ENV: StrictStr = ""  # the environment variable that holds its key; empty: no key
+
+    @field_validator("BASE_URL")
+    @classmethod
+    def _is_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
+class EvaluationSection(_Section):
+    """evaluate.py: which models to ask, how, and who judges."""
+
+    CANDIDATES: list[CandidateEntry] = Field(default_factory=list)
+    JUDGE_MODEL: StrictStr = ""  # empty: API.LARGE_LOGICAL_MODEL, served at API.BASE_URL
+    CONDITIONS: list[Literal["closed_book", "rag", "oracle"]] = Field(
+        default_factory=lambda: ["closed_book", "rag", "oracle"], min_length=1
+    )
+    TOP_K: StrictInt = Field(default=4, ge=1, le=50)
+    VOTES: StrictInt = Field(default=3, ge=1, le=15)
+    MAX_TOKENS: StrictInt = Field(default=600, ge=16, le=32_000)
+    OUTPUT: StrictStr = "./evaluation_results"
+
+    @field_validator("CANDIDATES")
+    @classmethod
+    def _unique_names(cls, value: list[CandidateEntry]) -> list[CandidateEntry]:
+        names = [candidate.NAME for candidate in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"candidate names must differ: {', '.join(repeated)} appears more than once")
+        return value
+
+
 class _Root(_Section):
     API: ApiSection
     PATH: PathSection = PathSection()
@@ -172,6 +211,7 @@ class _Root(_Section):
     SKIP: SkipSection = SkipSection()
     BUDGET: BudgetSection = BudgetSection()
     SAMPLING: SamplingSection = SamplingSection()
+    EVALUATION: EvaluationSection = EvaluationSection()
 
     @model_validator(mode="after")
     def _costs_need_prices(self) -> "_Root":
@@ -198,8 +238,10 @@ class Config(BaseModel):
     skip: SkipSection
     budget: BudgetSection = BudgetSection()
     sampling: SamplingSection = SamplingSection()
+    evaluation: EvaluationSection = EvaluationSection()
     input_dir: Path
     output_dir: Path
+    evaluation_dir: Path = Path("evaluation_results")
     default_prompts_dir: Path
     prompts_dir: Path
     api_key: str = Field(repr=False)
@@ -257,6 +299,8 @@ def config_from_dict(
         skip=root.SKIP,
         budget=root.BUDGET,
         sampling=root.SAMPLING,
+        evaluation=root.EVALUATION,
+        evaluation_dir=_resolve(base_dir, root.EVALUATION.OUTPUT),
         input_dir=_resolve(base_dir, root.PATH.INPUT),
         output_dir=_resolve(base_dir, root.PATH.OUTPUT),
         default_prompts_dir=_resolve(base_dir, root.PATH.DEFAULT_PROMPTS),

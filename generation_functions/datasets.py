@@ -41,6 +41,11 @@ def sharegpt_turns(turns: list[tuple[str, str]]) -> list[dict[str, str]]:
     return result
 
 
+def join_context(chunks: Sequence[str]) -> str:
+    """Several retrieved chunks as one {data}: the form RAG rows and RAG questions share."""
+    return "\n\n".join(chunk.strip() for chunk in chunks)
+
+
 def rag_system_prompt(template: str, chunk_text: str) -> str:
     # Only {data} is replaced; any other brace in the prompt or chunk is literal.
     return template.replace("{data}", chunk_text)

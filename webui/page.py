@@ -408,7 +408,7 @@ def _wire_results(gr: Any, app: Any, ctx: AppContext, results: dict) -> None:
     def show_conversation(key: Optional[str]) -> tuple:
         output_dir = ctx.results_dir()
         result = read_chunk_result(output_dir, key or "")
-        chunk = f"<b>Source chunk</b>{rendering.text(chunk_text(result))}" if result else ""
+        chunk = f'<div class="vt-role">Source chunk</div>{rendering.text(chunk_text(result))}' if result else ""
         rows = rendering.training_rows_html(training_rows(output_dir, key)) if result else ""
         return rendering.conversation_html((result or {}).get("conversation")), chunk, rows
 

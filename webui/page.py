@@ -190,7 +190,8 @@ def build_app(config_path: Path, app_dir: Path, downloads: DownloadStage) -> tup
                 gr.Markdown(f"### {section_title(current)} <small>`{current}`</small>")
             widgets[setting.name] = setting_widget(gr, ctx, setting, initial[setting.name], setting.name in secrets_set)
 
-    with gr.Blocks(title="Verustoolkit", analytics_enabled=False) as app:
+    # delete_cache: gradio's copies of uploaded documents are removed within the hour and at exit.
+    with gr.Blocks(title="Verustoolkit", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown(f"# Verustoolkit\nSettings from `{ctx.config_path}`. Nothing is written to it until you save.")
         load_message = gr.Markdown(_load_text(load_problem), elem_id="load-message")
         with gr.Tabs():

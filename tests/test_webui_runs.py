@@ -136,7 +136,7 @@ def test_failure_messages_match_processing_py():
     from generation_functions.errors import EngineError, InputError, RunAborted
 
     assert failure_message(InputError("no text")) == "no text"
-    assert failure_message(EngineError("HTTP 401")) == f"the run stopped: HTTP 401\n{RESUME_HINT}"
+    assert failure_message(EngineError("HTTP 401")) == f"the run stopped: HTTP 401\n{RESUME_HINT}."
     assert failure_message(RunAborted("outage")).startswith("the run stopped: outage")
     full = OSError(28, "No space left on device", "/data/output/chunk_results/x.json")
     assert failure_message(full).startswith(

@@ -30,8 +30,36 @@ def test_every_config_key_gets_a_field_in_config_order():
         )
         for key in model.model_fields
     ]
-    assert [f.name for f in FIELDS] == expected
+    names = [f.name for f in FIELDS]
+    assert names[: len(expected)] == expected
     assert set(ConfigFile.model_fields) == {f.section for f in FIELDS}
+    # The per-step sampling section that came with the table of steps: every step, every setting.
+    from generation_functions.steps import STEPS
+
+    for step in STEPS:
+        for key in ("TEMPERATURE", "TOP_P", "MAX_TOKENS"):
+            setting = BY_NAME[f"SAMPLING.{step.key.upper()}.{key}"]
+            assert setting.optional and setting.kind in ("int", "float")
+    assert BY_NAME["SAMPLING.CONVERSATION.MAX_TOKENS"].label == "Conversation: max tokens"
+
+
+def test_sampling_set_in_the_form_is_saved_under_the_commented_example_and_reaches_the_run(tmp_path):
+    """A key the config gained after the WebUI was written: shown, kept and honoured without WebUI changes."""
+    shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "config.yaml"
+    path.write_text(shipped.replace("./raw_text_input", str(REPO / "raw_text_input")).replace("./prompts", str(REPO / "prompts")), encoding="utf-8")
+    data = yaml.safe_load(path.read_text())
+    edited = with_value(data, "SAMPLING.CONVERSATION.TEMPERATURE", 0.3)
+    assert cf.save_settings(edited, path, FIELDS).saved
+    text = path.read_text(encoding="utf-8")
+    assert "# Per-step sampling, optional" in text  # the shipped comments stay
+    assert yaml.safe_load(text)["SAMPLING"] == {"CONVERSATION": {"TEMPERATURE": 0.3}}
+    config = load_config(path)
+    assert config.sampling_overrides("conversation")["temperature"] == 0.3
+    cleared = with_value(yaml.safe_load(text), "SAMPLING.CONVERSATION.TEMPERATURE", None)
+    assert cf.save_settings(cleared, path, FIELDS).saved
+    assert "SAMPLING" not in yaml.safe_load(path.read_text())  # emptied sections go too
+    assert "# Per-step sampling, optional" in path.read_text()
 
 
 @pytest.mark.parametrize(

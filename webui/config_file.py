@@ -212,11 +212,18 @@ def _yaml_value(value: Any) -> Any:
 
 
 def _delete(document: CommentedMap, path: Sequence[str]) -> None:
-    place: Any = document
+    """Remove a key, and the sections that only held it (an emptied SAMPLING.CONVERSATION goes too)."""
+    parents: list[Any] = [document]
     for key in path[:-1]:
-        place = place.get(key) if isinstance(place, dict) else None
-    if isinstance(place, dict):
-        place.pop(path[-1], None)
+        child = parents[-1].get(key) if isinstance(parents[-1], dict) else None
+        if not isinstance(child, dict):
+            return
+        parents.append(child)
+    parents[-1].pop(path[-1], None)
+    for depth in range(len(path) - 1, 0, -1):
+        if parents[depth]:
+            break
+        parents[depth - 1].pop(path[depth - 1], None)
 
 
 def stored_secret_names(stored: dict, fields: Sequence[SettingField]) -> list[str]:

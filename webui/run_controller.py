@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from generation_functions.config import Config
-from generation_functions.errors import ConfigError, EngineError, InputError, PromptError, RunAborted, ServerUnreachable
-from generation_functions.store import describe_os_error
+from generation_functions.errors import ConfigError, InputError, PromptError
+from generation_functions.failures import describe_failure
 from webui.config_file import validate_settings, without_source
 
 log = logging.getLogger("verustoolkit")
 
-RESUME_HINT = "Start the run again to resume; finished work is kept."
+HOW_TO_RESUME = "start the run again to resume"
+RESUME_HINT = f"{HOW_TO_RESUME}; finished work is kept"
 NOTHING_RAN = "Nothing was run."
 STAGE_LABELS = {"chunks": "question generation", "pairs": "checking pairs", "conversations": "conversations"}
 RunState = Literal["idle", "running", "finished", "failed", "cancelled"]
@@ -182,7 +183,7 @@ class RunController:
             report = await run_pipeline(run.config, run.progress, prompts)
             _log_summary(report)
         except asyncio.CancelledError:
-            self._end(run, "cancelled", f"Cancelled. {RESUME_HINT if run.pipeline_started else NOTHING_RAN}")
+            self._end(run, "cancelled", f"Cancelled: {RESUME_HINT}." if run.pipeline_started else f"Cancelled. {NOTHING_RAN}")
         except BaseException as exc:  # noqa: BLE001 - every failure is shown, none may kill the thread silently
             self._end(run, "failed", failure_message(exc, work_started=run.pipeline_started))
         else:
@@ -207,19 +208,14 @@ def _log_summary(report: dict) -> None:
 
 
 def failure_message(exc: BaseException, work_started: bool = True) -> str:
-    """The text processing.py prints for the same failure. "Finished work is kept"
-    only when the pipeline had started: a run that failed before it did nothing."""
-    hint = RESUME_HINT if work_started else NOTHING_RAN
-    if isinstance(exc, (InputError, ConfigError, PromptError)):
-        return str(exc)
-    if isinstance(exc, ServerUnreachable):
-        return f"{exc}\n{hint}"
-    if isinstance(exc, (EngineError, RunAborted)):
-        return f"the run stopped: {exc}\n{hint}"
-    if isinstance(exc, OSError):
-        return f"the run stopped: {describe_os_error(exc)}\nFix that first. {hint}"
-    log.exception("unexpected error in the run", exc_info=exc)
-    return f"unexpected error: {type(exc).__name__}: {exc}\n{hint}"
+    """The message processing.py prints for the same failure (generation_functions/failures.py).
+    "Finished work is kept" only when the pipeline had started: a run that failed before it did nothing."""
+    failure = describe_failure(exc, HOW_TO_RESUME if work_started else None)
+    if not failure.expected:
+        log.error("unexpected error in the run", exc_info=exc)
+    if not work_started and failure.message == str(exc):
+        return f"{failure.message}\n{NOTHING_RAN}"
+    return failure.message
 
 
 def _attach_log_handler(handler: logging.Handler) -> int:

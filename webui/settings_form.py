@@ -89,7 +89,13 @@ class SettingField:
 
     @property
     def label(self) -> str:
-        return LABELS.get(self.name) or humanize(self.path[-1])
+        """Its label in LABELS, else its name in words ("Question generation: max tokens" for
+        SAMPLING.QUESTION_GENERATION.MAX_TOKENS: a nested key says what it belongs to)."""
+        if self.name in LABELS:
+            return LABELS[self.name]
+        if len(self.path) > 2:
+            return f"{humanize(self.path[-2])}: {humanize(self.path[-1]).lower()}"
+        return humanize(self.path[-1])
 
     @property
     def elem_id(self) -> str:
@@ -209,18 +215,38 @@ def describe_bounds(metadata: Sequence[Any]) -> str:
 
 # ---------------------------------------------------------------- help text
 
-_README_ROW = re.compile(r"^\|\s*(`[A-Z_]+(?:\.[A-Za-z_]+)+`(?:\s*,\s*`[A-Z_]+(?:\.[A-Za-z_]+)+`)*)\s*\|\s*(.+?)\s*\|\s*$")
+# A row of the README's config table: `SECTION.KEY` (or `SAMPLING.<STEP>.TEMPERATURE`, `.TOP_P`), then its meaning.
+_KEY = r"`(?:[A-Z_]+|\.[A-Z_]+)(?:\.(?:[A-Za-z_]+|<[A-Z_]+>))*`"
+_README_ROW = re.compile(rf"^\|\s*({_KEY}(?:\s*,\s*{_KEY})*)\s*\|\s*(.+?)\s*\|\s*$")
 
 
 def help_from_readme(readme_text: str) -> dict[str, str]:
-    """SECTION.KEY -> its meaning, from the README's table of config keys."""
+    """SECTION.KEY -> its meaning, from the README's table of config keys. A key written with a
+    placeholder (SAMPLING.<STEP>.TEMPERATURE) stands for every key of that shape; `.TOP_P` after it
+    shares its prefix."""
     help_texts = {}
     for line in readme_text.splitlines():
         match = _README_ROW.match(line)
-        if match:
-            for name in re.findall(r"`([A-Z_]+(?:\.[A-Za-z_]+)+)`", match.group(1)):
-                help_texts[name] = _plain(match.group(2))
+        if not match:
+            continue
+        prefix = ""
+        for name in re.findall(r"`([^`]+)`", match.group(1)):
+            if name.startswith("."):
+                name = prefix + name
+            elif "." not in name:
+                continue
+            prefix = name.rsplit(".", 1)[0]
+            help_texts[name] = _plain(match.group(2))
     return help_texts
+
+
+def help_for(name: str, help_texts: dict[str, str]) -> str:
+    if name in help_texts:
+        return help_texts[name]
+    for pattern, text in help_texts.items():
+        if "<" in pattern and re.fullmatch(re.sub(r"<[^>]+>", "[^.]+", re.escape(pattern)), name):
+            return text
+    return ""
 
 
 def _plain(markdown: str) -> str:
@@ -229,7 +255,7 @@ def _plain(markdown: str) -> str:
 
 
 def widget_info(setting: SettingField, help_texts: dict[str, str]) -> str:
-    parts = [help_texts.get(setting.name) or setting.description]
+    parts = [help_for(setting.name, help_texts) or setting.description]
     if setting.bounds:
         parts.append(f"Allowed: {setting.bounds}.")
     if setting.kind == "url_list":

@@ -17,6 +17,7 @@ from generation_functions.store import read_json
 RESULTS_DIR = "chunk_results"  # as in control_flow_functions (not imported: it pulls in the engine)
 CHUNK_INDEX = "chunk_index.json"
 STAGE_NAMES = {
+    "chunk_filter": "chunk filter",
     "question_generation": "question generation",
     "question_check": "question check",
     "answer_check": "answer check",

@@ -314,6 +314,21 @@ def test_saving_writes_multi_line_text_as_a_block_and_lists_as_lists(tmp_path):
     assert "FINAL_ASSISTANT_PROMPT_RAG: |" in path.read_text(encoding="utf-8")
 
 
+def test_a_list_of_paragraphs_is_edited_as_yaml_and_saved_as_blocks(tmp_path):
+    """System prompt variants may span lines: one-per-line editing would cut them apart."""
+    variants = BY_NAME["SYSTEM.FINAL_ASSISTANT_PROMPT_RAG_VARIANTS"]
+    assert variants.kind == "yaml" and BY_NAME["SYSTEM.STOP_SEQUENCES"].kind == "string_list"
+    data, path = settings_data(tmp_path)
+    typed = "- |-\n  Use this about Verus:\n\n  {data}\n- 'Answer from this text: {data}'"
+    assert cf.save_settings(with_value(data, variants.name, typed), path, FIELDS).saved
+    assert load_config(path).system.FINAL_ASSISTANT_PROMPT_RAG_VARIANTS == [
+        "Use this about Verus:\n\n{data}",
+        "Answer from this text: {data}",
+    ]
+    assert "- |-" in path.read_text()
+    assert form.to_widget_value(variants, yaml.safe_load(path.read_text())["SYSTEM"][variants.path[-1]]) == typed
+
+
 def test_a_typed_key_replaces_the_stored_one(tmp_path):
     data, path = _commented_config(tmp_path)
     assert cf.save_settings(with_value(data, "API.API_KEY", "sk-replaced"), path, FIELDS).saved

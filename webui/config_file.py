@@ -208,6 +208,10 @@ def _yaml_value(value: Any) -> Any:
     """Multi-line text as a `|` block, as a person writes it in config.yaml."""
     if isinstance(value, str) and "\n" in value:
         return LiteralScalarString(value)
+    if isinstance(value, list):
+        return [_yaml_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _yaml_value(item) for key, item in value.items()}
     return value
 
 

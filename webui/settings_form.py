@@ -169,7 +169,11 @@ def field_kind(key: str, annotation: Any, default: Any) -> FieldKind:
     if _is_str_or_list_of_str(annotation):
         return "url_list"
     if typing.get_origin(annotation) is list and [_bare(arg) for arg in typing.get_args(annotation)] == [str]:
-        return "string_list"
+        # One per line only for short one-line items (stop sequences); a list that may hold
+        # paragraphs (prompt variants) is edited as YAML, where an item can span lines.
+        if default and all(isinstance(item, str) and "\n" not in item and len(item) <= 80 for item in default):
+            return "string_list"
+        return "yaml"
     if annotation is str:
         if SECRET_KEY.search(key):
             return "secret"
@@ -315,10 +319,21 @@ def to_widget_value(setting: SettingField, value: Any) -> Any:
     return value
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks, readable in a text box."""
+
+
+_BlockDumper.add_representer(
+    str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+)
+
+
 def _yaml_text(value: Any) -> str:
     if value in (None, {}, []):
         return ""
-    return yaml.safe_dump(_plain_data(value), sort_keys=False, allow_unicode=True, default_flow_style=None, width=100).strip()
+    return yaml.dump(
+        _plain_data(value), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+    ).strip()
 
 
 def _plain_data(value: Any) -> Any:

@@ -228,6 +228,10 @@ class _Root(_Section):
         return self
 
 
+# The shape of the config file, for tools that walk its keys (the WebUI's settings form).
+ConfigFile = _Root
+
+
 class Config(BaseModel):
     """The validated configuration with resolved paths and the effective API key."""
 

@@ -112,11 +112,14 @@ async def ping_models(config: Config, result: CheckResult) -> None:
             await engine.close()
 
 
-def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]], result: CheckResult) -> None:
-    """Documents, chunks, and a range of requests and tokens the run would need."""
+async def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]], result: CheckResult) -> None:
+    """Documents, chunks, and a range of the requests and tokens a run would still need:
+    calls already stored in OUTPUT are reused by a rerun, so they are not counted."""
     from generation_functions.chunking import chunk_documents
     from generation_functions.documents import SkippedFile, iter_documents
-    documents, skipped, chunk_chars, chunks = 0, [], [], 0
+    from generation_functions.rerun_estimate import ChunkReplayer
+
+    documents, skipped, chunk_chars, reuse = 0, [], [], []
     limit = config.system.SUBSET_SIZE if config.system.USE_SUBSET else None
 
     def readable():
@@ -128,10 +131,15 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
             documents += 1
             yield item
 
-    for chunk in chunk_documents(readable(), config.system.CHUNK_SIZE):
-        if limit is None or chunks < limit:
-            chunks += 1
-            chunk_chars.append(len(chunk.text))
+    replayer = ChunkReplayer(config, prompts)
+    try:
+        for chunk in chunk_documents(readable(), config.system.CHUNK_SIZE):
+            if limit is None or len(chunk_chars) < limit:
+                chunk_chars.append(len(chunk.text))
+                reuse.append(await replayer.replay(chunk))
+    finally:
+        replayer.close()
+    chunks = len(chunk_chars)
     result.say(f"  documents: {documents} readable, {len(skipped)} skipped")
     for item in skipped[:10]:
         result.say(f"    skipped {item.path}: {item.reason}")
@@ -141,7 +149,7 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
         return
     pairs = _mean_pairs(examples.get(QUESTION_GENERATION, []))
     mean_chunk = sum(chunk_chars) / len(chunk_chars)
-    fewest = most = prompt_chars = completion_chars = 0.0
+    fewest = most = prompt_chars = completion_chars = 0.0  # per chunk
     for step in active_steps(config):
         calls = _calls_per_chunk(step, pairs, config.system.DOUBLE_CHECK_COUNTER)
         fewest, most = fewest + calls[0], most + calls[1]
@@ -149,11 +157,25 @@ def estimate_plan(config: Config, prompts: dict, examples: dict[str, list[str]],
         carries_chunk = "text" in placeholders_in(prompt)
         prompt_chars += calls[0] * (_static_chars(prompt) + (mean_chunk if carries_chunk else 0))
         completion_chars += calls[0] * _mean_chars(examples.get(step.prompt_name))
+    # A chunk whose every call is stored costs nothing; a partly done one, what it lacks.
+    new_fewest = sum(0 if r.complete else max(1.0, fewest - r.stored_calls) for r in reuse)
+    new_most = sum(0 if r.complete else max(1.0, most - r.stored_calls) for r in reuse)
+    share_new = new_fewest / (chunks * fewest) if fewest else 1.0
+    stored = sum(r.stored_calls for r in reuse)
+    finished = sum(r.complete for r in reuse)
     result.say(f"  about {pairs:.1f} question/answer pairs per chunk (from the question generation examples)")
-    result.say(f"  requests: {chunks * fewest:.0f} if every vote agrees, up to {chunks * most:.0f}")
+    if stored:
+        result.say(
+            f"  stored in {config.output_dir}: {stored} calls a rerun reuses; "
+            f"{finished} of {chunks} chunks need no new request"
+        )
+    if finished == chunks:
+        result.say("  new requests: 0 (every call is stored; a rerun only rebuilds the datasets)")
+        return
+    result.say(f"  new requests: {new_fewest:.0f} if every vote agrees, up to {new_most:.0f}")
     result.say(
-        f"  tokens (rough, chars/4): ~{chunks * prompt_chars / 4:,.0f} prompt + "
-        f"~{chunks * completion_chars / 4:,.0f} completion"
+        f"  tokens of the new requests (rough, chars/4): ~{share_new * chunks * prompt_chars / 4:,.0f} prompt + "
+        f"~{share_new * chunks * completion_chars / 4:,.0f} completion"
     )
 
 
@@ -186,14 +208,8 @@ def _mean_chars(outputs) -> float:
     return sum(map(len, outputs)) / len(outputs) if outputs else 1000.0
 
 
-async def run_check(config: Config, prompts: dict) -> CheckResult:
-    """What `processing.py --check` prints; generates nothing."""
-    result = CheckResult()
-    result.say(f"Config: OK (input {config.input_dir}, output {config.output_dir})")
-    result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
-    result.say("Few-shot examples:")
-    parsers = {step.prompt_name: step.processor for step in STEPS}
-    examples = check_few_shot_examples(prompts, parsers, result)
+async def server_check(config: Config, result: CheckResult) -> None:
+    """Is the server there, does it take the key, and does each model answer? (the WebUI's "Test server")"""
     result.say("Server:")
     try:
         await check_server(config)
@@ -201,7 +217,29 @@ async def run_check(config: Config, prompts: dict) -> CheckResult:
         await ping_models(config, result)
     except ServerUnreachable as exc:
         result.problem(str(exc).splitlines()[0])
+
+
+def examples_check(prompts: dict, result: CheckResult) -> dict[str, list[str]]:
+    result.say("Few-shot examples:")
+    parsers = {step.prompt_name: step.processor for step in STEPS}
+    return check_few_shot_examples(prompts, parsers, result)
+
+
+async def plan_check(config: Config, prompts: dict, result: CheckResult) -> None:
+    """The examples' parse check and the estimate, without the server (the WebUI's "Estimate")."""
+    examples = examples_check(prompts, result)
     result.say("What the run would do:")
-    estimate_plan(config, prompts, examples, result)
+    await estimate_plan(config, prompts, examples, result)
+
+
+async def run_check(config: Config, prompts: dict) -> CheckResult:
+    """What `processing.py --check` prints; generates nothing."""
+    result = CheckResult()
+    result.say(f"Config: OK (input {config.input_dir}, output {config.output_dir})")
+    result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
+    examples = examples_check(prompts, result)
+    await server_check(config, result)
+    result.say("What the run would do:")
+    await estimate_plan(config, prompts, examples, result)
     result.say("Check passed: nothing was generated." if not result.problems else f"{len(result.problems)} problem(s) found.")
     return result

@@ -76,17 +76,44 @@ class RunReport:
         }
 
 
+def pair_funnel(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """What became of the pairs, step by step (a skipped question check is left out).
+    The one wording of the funnel: the summary below and the WebUI's chart both use it."""
+    funnel, stages = report["funnel"], report.get("stages", {})
+    question_check = stages.get("question_check", {})
+    answer_check = stages.get("answer_check", {})
+    checked_questions = question_check.get("kept", 0) + question_check.get("tossed", 0)
+    checked_answers = answer_check.get("kept", 0) + answer_check.get("tossed", 0)
+    rows = [("pairs generated", funnel["pairs_generated"])]
+    if checked_questions or not checked_answers:
+        rows.append(("passed question check", question_check.get("kept", 0)))
+    rows.append(("passed answer check", funnel["passed_checks"]))
+    rows.append(("kept after repair", funnel["after_repair"]))
+    return rows
+
+
+def chunk_funnel(report: dict[str, Any]) -> list[tuple[str, int]]:
+    """Chunks, those the chunk filter let through, and the conversations written from them (one per chunk at most)."""
+    funnel = report["funnel"]
+    return [
+        ("chunks", funnel["chunks"]),
+        ("after the chunk filter", funnel.get("chunks_after_filter", funnel["chunks"])),
+        ("conversations", funnel["conversations"]),
+    ]
+
+
+def _arrows(rows: list[tuple[str, int]]) -> str:
+    return "  ->  ".join(f"{label}: {count}" for label, count in rows)
+
+
 def summary_text(report: dict[str, Any]) -> str:
     """A few lines a person can read at the end of a run."""
-    funnel = report["funnel"]
     lines = [
         "Run summary",
         f"  documents read: {report['documents']}  (skipped: {len(report['skipped_files'])}; "
         f"duplicate chunks skipped: {report.get('duplicate_chunks_skipped', 0)})",
-        f"  chunks: {funnel['chunks']}  ->  after the chunk filter: {funnel.get('chunks_after_filter', funnel['chunks'])}"
-        f"  ->  pairs generated: {funnel['pairs_generated']}  ->  passed checks: "
-        f"{funnel['passed_checks']}  ->  after repair: {funnel['after_repair']}  ->  conversations: "
-        f"{funnel['conversations']}",
+        f"  {_arrows(chunk_funnel(report))}",
+        f"  {_arrows(pair_funnel(report))}",
     ]
     for name, stage in report["stages"].items():
         reasons = stage.get("tossed_reasons")

@@ -149,9 +149,11 @@ class CallLog:
     of keys, not the records themselves.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, read_only: bool = False):
         self.folder = folder
         self.path = folder / CALL_LOG
+        # Read-only: for looking while a run may be appending (`--check`); never cuts a torn line.
+        self.read_only = read_only
         self.unreadable = 0
         self._index: dict[str, tuple[int, int]] = {}
         self._fd: Optional[int] = None
@@ -202,6 +204,8 @@ class CallLog:
             return None
 
     def append(self, key: str, record: dict) -> None:
+        if self.read_only:
+            raise PermissionError(f"{self.path} was opened read-only")
         line = orjson.dumps({"key": key, **record}, option=orjson.OPT_APPEND_NEWLINE)
         fd = self._descriptor()
         view = memoryview(line)
@@ -216,6 +220,8 @@ class CallLog:
         self._end += len(line)
 
     def _descriptor(self) -> int:
+        if self._fd is None and self.read_only:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         if self._fd is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -267,8 +273,9 @@ def count_calls(step_folder: Path) -> int:
 class CallStore:
     """Model calls of one run, one append-only log per step under OUTPUT/calls/<step>/."""
 
-    def __init__(self, output_dir: Path):
+    def __init__(self, output_dir: Path, read_only: bool = False):
         self.root = Path(output_dir) / CALLS_DIR
+        self.read_only = read_only
         self.hits = 0
         self._logs: dict[str, CallLog] = {}
 
@@ -277,7 +284,7 @@ class CallStore:
         disk nothing per call, and a resumed one reads each log once."""
         log = self._logs.get(step)
         if log is None:
-            log = self._logs[step] = CallLog(self.root / step)
+            log = self._logs[step] = CallLog(self.root / step, self.read_only)
         return log
 
     def load(self, step: str, key: str) -> Optional[dict]:
@@ -305,6 +312,8 @@ class CallStore:
         to write.
         """
         template_id = work_key(prompt)[:16]
+        if self.read_only:
+            return template_id
         path = self.root / step / TEMPLATES_DIR / f"{template_id}.json"
         if read_json(path) is None:
             atomic_write_json(path, {"template": template_id, "prompt": prompt})

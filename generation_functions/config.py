@@ -204,6 +204,25 @@ class EvaluationSection(_Section):
         return value
 
 
+class RetrievalSection(_Section):
+    """Optional: the search index that chat.py (and evaluation) use to find chunks for a question."""
+
+    INDEX: StrictStr = ""  # the index file; empty: PATH.OUTPUT/retrieval.sqlite
+    SOURCE: Literal["input", "output"] = "input"  # index PATH.INPUT's documents, or a finished OUTPUT's chunks
+    TOP_K: StrictInt = Field(default=5, ge=1, le=50)
+    EMBEDDING_BASE_URL: StrictStr = ""  # an OpenAI-compatible /embeddings server; empty: lexical search only
+    EMBEDDING_MODEL: StrictStr = ""
+    EMBEDDING_API_KEY: StrictStr = ""  # empty: the same key as the chat models
+    EMBEDDING_BATCH_SIZE: StrictInt = Field(default=64, ge=1, le=2048)
+
+    @field_validator("EMBEDDING_BASE_URL")
+    @classmethod
+    def _embedding_url_looks_like_a_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+
 class _Root(_Section):
     API: ApiSection
     PATH: PathSection = PathSection()
@@ -212,6 +231,7 @@ class _Root(_Section):
     BUDGET: BudgetSection = BudgetSection()
     SAMPLING: SamplingSection = SamplingSection()
     EVALUATION: EvaluationSection = EvaluationSection()
+    RETRIEVAL: RetrievalSection = RetrievalSection()
 
     @model_validator(mode="after")
     def _costs_need_prices(self) -> "_Root":
@@ -219,6 +239,12 @@ class _Root(_Section):
             for model in {self.API.LOGICAL_MODEL, self.API.LARGE_LOGICAL_MODEL}:
                 if model not in self.BUDGET.PRICES:
                     raise ValueError(f"BUDGET.MAX_COST needs a price for model {model!r} in BUDGET.PRICES")
+        return self
+
+    @model_validator(mode="after")
+    def _embedding_model_with_its_server(self) -> "_Root":
+        if self.RETRIEVAL.EMBEDDING_BASE_URL and not self.RETRIEVAL.EMBEDDING_MODEL.strip():
+            raise ValueError("RETRIEVAL.EMBEDDING_MODEL is required when RETRIEVAL.EMBEDDING_BASE_URL is set")
         return self
 
     @model_validator(mode="after")
@@ -243,12 +269,20 @@ class Config(BaseModel):
     budget: BudgetSection = BudgetSection()
     sampling: SamplingSection = SamplingSection()
     evaluation: EvaluationSection = EvaluationSection()
+    retrieval: RetrievalSection = RetrievalSection()
     input_dir: Path
     output_dir: Path
     evaluation_dir: Path = Path("evaluation_results")
     default_prompts_dir: Path
     prompts_dir: Path
     api_key: str = Field(repr=False)
+    embedding_api_key: str = Field(default="", repr=False)
+    retrieval_index: Optional[Path] = None  # RETRIEVAL.INDEX resolved; None: the default place
+
+    @property
+    def retrieval_index_path(self) -> Path:
+        """Where the search index lives: RETRIEVAL.INDEX, else PATH.OUTPUT/retrieval.sqlite."""
+        return self.retrieval_index or self.output_dir / "retrieval.sqlite"
 
     @property
     def base_urls(self) -> list[str]:
@@ -268,7 +302,8 @@ class Config(BaseModel):
         return dirs
 
 
-def load_config(path: Path | str, environ: Optional[dict[str, str]] = None) -> Config:
+def load_config(path: Path | str, environ: Optional[dict[str, str]] = None, check_input: bool = True) -> Config:
+    """check_input=False accepts a missing PATH.INPUT (a chat over a finished OUTPUT needs none)."""
     path = Path(path)
     try:
         raw = path.read_text(encoding="utf-8")
@@ -280,7 +315,7 @@ def load_config(path: Path | str, environ: Optional[dict[str, str]] = None) -> C
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    return config_from_dict(data, base_dir=path.resolve().parent, environ=environ, source=str(path))
+    return config_from_dict(data, base_dir=path.resolve().parent, environ=environ, source=str(path), check_input=check_input)
 
 
 def config_from_dict(
@@ -297,6 +332,7 @@ def config_from_dict(
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + _describe(exc)) from None
     environ = dict(os.environ) if environ is None else environ
+    api_key = _effective_api_key(root.API.API_KEY, root.SYSTEM.MODE, environ)
     config = Config(
         api=root.API,
         system=root.SYSTEM,
@@ -305,11 +341,14 @@ def config_from_dict(
         sampling=root.SAMPLING,
         evaluation=root.EVALUATION,
         evaluation_dir=_resolve(base_dir, root.EVALUATION.OUTPUT),
+        retrieval=root.RETRIEVAL,
+        retrieval_index=_resolve(base_dir, root.RETRIEVAL.INDEX) if root.RETRIEVAL.INDEX.strip() else None,
         input_dir=_resolve(base_dir, root.PATH.INPUT),
         output_dir=_resolve(base_dir, root.PATH.OUTPUT),
         default_prompts_dir=_resolve(base_dir, root.PATH.DEFAULT_PROMPTS),
         prompts_dir=_resolve(base_dir, root.PATH.PROMPTS),
-        api_key=_effective_api_key(root.API.API_KEY, root.SYSTEM.MODE, environ),
+        api_key=api_key,
+        embedding_api_key=root.RETRIEVAL.EMBEDDING_API_KEY.strip() or api_key,
     )
     _check_paths(config, source, check_input)
     return config
@@ -370,7 +409,7 @@ def _describe_one(error: dict[str, Any]) -> str:
         return f"{key} is required"
     value = error.get("input")
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-    if key == "API.API_KEY" or loc[-1:] == ["API_KEY"]:
+    if loc[-1:] and loc[-1].endswith("API_KEY"):
         shown = "(hidden)"
     return f"{key} = {shown}: {error['msg']}"
 

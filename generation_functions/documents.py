@@ -27,7 +27,15 @@ from generation_functions.errors import InputError
 
 logger = logging.getLogger("verustoolkit.documents")  # a child of the one project logger
 
-__all__ = ["Document", "SkippedFile", "iter_documents", "read_documents", "SUPPORTED_EXTENSIONS"]
+__all__ = [
+    "Document",
+    "SkippedFile",
+    "iter_documents",
+    "iter_document_files",
+    "read_document",
+    "read_documents",
+    "SUPPORTED_EXTENSIONS",
+]
 
 
 @dataclass(frozen=True)
@@ -811,6 +819,19 @@ def iter_documents(input_dir: Path) -> Iterator[Document | SkippedFile]:
         if isinstance(item, SkippedFile):
             logger.warning("skipped %s: %s", item.path, item.reason)
         yield item
+
+
+def iter_document_files(input_dir: Path) -> Iterator[tuple[Path, str]]:
+    """The files iter_documents would read, as (path, relative path), without reading them.
+
+    For callers that decide per file whether it needs reading at all (an index
+    that skips unchanged files)."""
+    return _walk_files(Path(input_dir))
+
+
+def read_document(path: Path, relative: str) -> Document | SkippedFile:
+    """One file, read exactly as iter_documents reads it (nothing is logged)."""
+    return _read_one(Path(path), relative)
 
 
 def check_something_readable(input_dir: Path) -> None:

@@ -6,8 +6,10 @@ deterministic functions of the request (so a killed and resumed run can be
 compared with an uninterrupted one); tests can script any step, inject faults
 in any proportion, and model latency.
 
-Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions,
-POST /v2/chat (Cohere), GET /v1/models for Cohere too.
+Endpoints: GET /v1/models, POST /v1/chat/completions (streamed as server-sent
+events when the request asks for `"stream": true`), POST /v1/completions,
+POST /v1/embeddings (deterministic hashed bag-of-words vectors), POST /v2/chat
+(Cohere), GET /v1/models for Cohere too.
 
 Run standalone: python -m tests.fake_llm_server --port 8080
 """
@@ -45,7 +47,9 @@ from generation_functions.steps import (
 # complete response whose text was cut short.
 FAULTS = ("429", "500", "502", "503", "timeout", "drop", "cut", "empty", "truncated", "refusal", "noverdict")
 
-_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v2/chat"})
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v2/chat", "/v1/embeddings"})
+_WORD = re.compile(r"\w+")
+EMBEDDING_DIMENSIONS = 256
 _FENCE = re.compile(r'"""\n?(.*?)\n?"""', re.DOTALL)
 _QA = re.compile(r"\*\*QUESTION:\*\*\s*(.*?)\s*\*\*ANSWER:\*\*\s*(.*?)(?=\n\s*\*\*QUESTION:\*\*|\Z)", re.DOTALL)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -243,6 +247,9 @@ class FakeLLMServer:
         max_pairs: int = 3,
         cancel_on_disconnect: bool = False,
         knowledge: tuple[str, ...] = (),
+        models: Optional[list[str]] = None,
+        streaming: bool = True,
+        stream_delay: float = 0.0,
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.api_key = api_key
@@ -255,6 +262,11 @@ class FakeLLMServer:
         self.peak_in_flight = 0
         self.max_pairs = max_pairs
         self.knowledge = tuple(knowledge)
+        # The models the server lists; when given, a request for another model gets a 404
+        # "model not found" as vLLM, Ollama and OpenAI send (None: any model is served).
+        self.models = models
+        self.streaming = streaming  # False: answer "stream": true with one JSON body, as some servers do
+        self.stream_delay = stream_delay  # seconds between streamed pieces
         # Server capacity: at most this many requests are served at once; the
         # rest queue, as on a GPU server with a fixed batch size (0: unlimited).
         self._capacity_limit = capacity
@@ -424,7 +436,8 @@ class FakeLLMServer:
                 self.reset_stats()
                 return web.json_response({"reset": True})
             if http.path.rstrip("/").endswith("/models"):
-                return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                names = self.models or ["fake-model"]
+                return web.json_response({"object": "list", "data": [{"id": name, "object": "model"} for name in names]})
             return web.json_response({"error": {"message": "not found"}}, status=404)
         if http.path not in _ENDPOINTS:
             return web.json_response({"error": {"message": f"no endpoint {http.path}"}}, status=404)
@@ -437,6 +450,9 @@ class FakeLLMServer:
             return web.json_response({"error": {"message": "malformed request"}}, status=400)
         request.max_pairs = self.max_pairs
         request.knowledge = self.knowledge
+        if self.models is not None and request.model not in self.models:
+            message = f"The model `{request.model}` does not exist."
+            return web.json_response({"error": {"message": message, "code": "model_not_found"}}, status=404)
         self._enter(request)
         try:
             return await self._answer(http, request)
@@ -452,6 +468,24 @@ class FakeLLMServer:
         await response.write(body[: len(body) // 2])
         http.transport.close()
         raise asyncio.CancelledError()
+
+    async def _stream(self, http: web.Request, request: Request, text: str) -> web.StreamResponse:
+        """Server-sent events as OpenAI sends them: a role chunk, content pieces, a finish chunk, [DONE]."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(http)
+        ident = hashlib.sha1(text.encode()).hexdigest()[:12]
+        deltas = [{"role": "assistant", "content": ""}] + [{"content": piece} for piece in _stream_pieces(text)]
+        for number, delta in enumerate(deltas):
+            if number and self.stream_delay:
+                await asyncio.sleep(self.stream_delay)
+            chunk = {"id": ident, "object": "chat.completion.chunk", "created": 0, "model": request.model,
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        final = {"id": ident, "object": "chat.completion.chunk", "created": 0, "model": request.model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _answer(self, http: web.Request, request: Request) -> web.StreamResponse:
         fault = self.faults.pick()
@@ -469,6 +503,8 @@ class FakeLLMServer:
                 await asyncio.sleep(self.faults.timeout_seconds)
             http.transport.close()
             raise asyncio.CancelledError()
+        if request.path == "/v1/embeddings":
+            return web.json_response(_embeddings_payload(request))
         text = self.respond(request)
         if fault == "empty":
             text = ""
@@ -485,10 +521,17 @@ class FakeLLMServer:
         if fault == "cut":
             request.response = None
             return await self._cut_short(http, orjson.dumps(_completion_payload(request, text)))
+        if self.streaming and request.body.get("stream") and request.path.endswith("/chat/completions"):
+            return await self._stream(http, request, text)
         return web.Response(body=orjson.dumps(_completion_payload(request, text)), content_type="application/json")
 
 
 def _parse_request(path: str, body: dict) -> Request:
+    if path == "/v1/embeddings":
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("input must be text")
+        return Request(path, "embeddings", body, "", "\n".join(texts), body.get("model", ""))
     if "messages" in body:
         messages = body["messages"]
         system = next((m["content"] for m in messages if m.get("role") == "system"), messages[0]["content"])
@@ -504,6 +547,29 @@ def _parse_request(path: str, body: dict) -> Request:
         last = prompt.rsplit("### Instruction:", 1)[-1]
         user = last.rsplit("### Response:", 1)[0]
     return Request(path, classify(system), body, system, user, body.get("model", ""))
+
+
+def _stream_pieces(text: str) -> list[str]:
+    """The answer in pieces of a few words, whitespace kept, as a model streams tokens."""
+    words = re.findall(r"\S+\s*|\s+", text)
+    return ["".join(words[i : i + 3]) for i in range(0, len(words), 3)]
+
+
+def embedding_of(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector: each word adds 1 to a dimension picked by its hash.
+    Texts sharing words point the same way, as real embeddings of related texts do."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        vector[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % dimensions] += 1.0
+    norm = sum(value * value for value in vector) ** 0.5 or 1.0
+    return [value / norm for value in vector]
+
+
+def _embeddings_payload(request: Request) -> dict:
+    texts = request.body["input"] if isinstance(request.body["input"], list) else [request.body["input"]]
+    data = [{"object": "embedding", "index": n, "embedding": embedding_of(text)} for n, text in enumerate(texts)]
+    tokens = sum(_tokens(text) for text in texts)
+    return {"object": "list", "model": request.model, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _tokens(text: str) -> int:

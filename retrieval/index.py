@@ -39,7 +39,7 @@ from retrieval.text import fts_query, headings, path_words
 
 log = logging.getLogger("verustoolkit.retrieval")
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 CHUNK_COLUMN_WEIGHTS = (0.3, 0.3, 1.0, 0.2)  # title+path, heading trail, text, neighbours
 HEADING_WEIGHT = 0.2
 DOCUMENT_WEIGHT = 0.2
@@ -59,14 +59,19 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, position);
 CREATE INDEX IF NOT EXISTS chunks_by_key ON chunks(key);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(title, trail, body, neighbours, tokenize='porter unicode61');
-CREATE VIRTUAL TABLE IF NOT EXISTS heading_fts USING fts5(headings, tokenize='porter unicode61');
-CREATE VIRTUAL TABLE IF NOT EXISTS document_fts USING fts5(title, body, tokenize='porter unicode61');
+-- Contentless: the text lives once, in `chunks`. A row is removed by giving FTS5 the values it
+-- was indexed with ('delete'), which are rebuilt from `chunks` and `documents` exactly as inserted.
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5(
+    title, trail, body, neighbours, content='', tokenize='porter unicode61'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS heading_fts USING fts5(headings, content='', tokenize='porter unicode61');
+CREATE VIRTUAL TABLE IF NOT EXISTS document_fts USING fts5(title, body, content='', tokenize='porter unicode61');
 CREATE TABLE IF NOT EXISTS vectors (
     model TEXT NOT NULL, key TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, key)
 );
 """
-_TABLES = ("documents", "chunks", "chunk_fts", "heading_fts", "document_fts", "vectors")
+_ROW_TABLES = ("documents", "chunks", "vectors")
+_FTS_TABLES = ("chunk_fts", "heading_fts", "document_fts")
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class RetrievalIndex:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            self._ensure_schema()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open the search index {self.path}: {exc}") from None
         self._lock = threading.RLock()
@@ -161,6 +166,8 @@ class RetrievalIndex:
             for key in touched:
                 self._choose_searchable_copy(key)
             self._db.execute("DELETE FROM vectors WHERE key NOT IN (SELECT key FROM chunks)")
+        if stats.added or stats.removed:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the update into the main file
         stats.documents, stats.chunks = self.counts()
         stats.unreadable = self._db.execute("SELECT count(*) FROM documents WHERE readable = 0").fetchone()[0]
         stats.seconds = time.monotonic() - started
@@ -176,15 +183,26 @@ class RetrievalIndex:
             raise
         self._db.execute("COMMIT")
 
+    def _ensure_schema(self) -> None:
+        """Create the tables; an index written by another version of this code is dropped and rebuilt."""
+        has_meta = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+        stored = self._db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone() if has_meta else None
+        if stored is not None and stored[0] != FORMAT_VERSION:
+            for table in ("meta", *_ROW_TABLES, *_FTS_TABLES):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('format', ?)", (FORMAT_VERSION,))
+
     def _reset_if_foreign(self, source: str) -> None:
-        meta = dict(self._db.execute("SELECT name, value FROM meta"))
-        if meta.get("format") == FORMAT_VERSION and meta.get("source") == source:
+        """An index of another source (PATH.INPUT vs a finished OUTPUT) starts from empty."""
+        stored = self._db.execute("SELECT value FROM meta WHERE name = 'source'").fetchone()
+        if stored is not None and stored[0] == source:
             return
-        for table in _TABLES:
+        for table in _ROW_TABLES:
             self._db.execute(f"DELETE FROM {table}")
-        self._db.executemany(
-            "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", [("format", FORMAT_VERSION), ("source", source)]
-        )
+        for table in _FTS_TABLES:
+            self._db.execute(f"INSERT INTO {table}({table}) VALUES ('delete-all')")
+        self._db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('source', ?)", (source,))
 
     def _add_document(self, listing: Listing, document: Optional[SourceDocument], stats: UpdateStats) -> set[str]:
         readable = document is not None and bool(document.chunks)
@@ -202,19 +220,26 @@ class RetrievalIndex:
             "INSERT INTO chunks(document_id, position, key, text, trail) VALUES (?, ?, ?, ?, ?)",
             [(doc_id, chunk.position, chunk.key, chunk.text, chunk.trail) for chunk in document.chunks],
         )
-        body = "\n\n".join(chunk.text for chunk in document.chunks)
-        self._db.execute(
-            "INSERT INTO document_fts(rowid, title, body) VALUES (?, ?, ?)", (doc_id, _label(title, listing.path), body)
-        )
+        self._db.execute("INSERT INTO document_fts(rowid, title, body) VALUES (?, ?, ?)", (doc_id, *self._document_fields(doc_id)))
         return {chunk.key for chunk in document.chunks}
+
+    def _document_fields(self, doc_id: int) -> tuple[str, str]:
+        title, path = self._db.execute("SELECT title, path FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        texts = [row[0] for row in self._db.execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY position", (doc_id,))]
+        return _label(title, path), "\n\n".join(texts)
 
     def _delete_document(self, doc_id: int) -> set[str]:
         rows = self._db.execute("SELECT id, key, searchable FROM chunks WHERE document_id = ?", (doc_id,)).fetchall()
         for chunk_id, _, searchable in rows:
             if searchable:
                 self._unsearchable(chunk_id)
+        readable = self._db.execute("SELECT readable FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
+        if readable:
+            self._db.execute(
+                "INSERT INTO document_fts(document_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
+                (doc_id, *self._document_fields(doc_id)),
+            )
         self._db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
-        self._db.execute("DELETE FROM document_fts WHERE rowid = ?", (doc_id,))
         self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
         return {key for _, key, _ in rows}
 
@@ -232,6 +257,25 @@ class RetrievalIndex:
                 self._unsearchable(chunk_id)
 
     def _searchable(self, chunk_id: int) -> None:
+        fields, inner = self._chunk_fields(chunk_id)
+        self._db.execute("INSERT INTO chunk_fts(rowid, title, trail, body, neighbours) VALUES (?, ?, ?, ?, ?)", (chunk_id, *fields))
+        if inner:
+            self._db.execute("INSERT INTO heading_fts(rowid, headings) VALUES (?, ?)", (chunk_id, inner))
+        self._db.execute("UPDATE chunks SET searchable = 1 WHERE id = ?", (chunk_id,))
+
+    def _unsearchable(self, chunk_id: int) -> None:
+        fields, inner = self._chunk_fields(chunk_id)
+        self._db.execute(
+            "INSERT INTO chunk_fts(chunk_fts, rowid, title, trail, body, neighbours) VALUES ('delete', ?, ?, ?, ?, ?)",
+            (chunk_id, *fields),
+        )
+        if inner:
+            self._db.execute("INSERT INTO heading_fts(heading_fts, rowid, headings) VALUES ('delete', ?, ?)", (chunk_id, inner))
+        self._db.execute("UPDATE chunks SET searchable = 0 WHERE id = ?", (chunk_id,))
+
+    def _chunk_fields(self, chunk_id: int) -> tuple[tuple[str, str, str, str], str]:
+        """What a chunk is indexed with: (title, trail, body, neighbours) and its headings.
+        A pure function of rows that do not change while the chunk exists."""
         document_id, position, text, trail, title, path = self._db.execute(
             "SELECT c.document_id, c.position, c.text, c.trail, d.title, d.path FROM chunks c "
             "JOIN documents d ON d.id = c.document_id WHERE c.id = ?",
@@ -241,19 +285,8 @@ class RetrievalIndex:
             "SELECT text FROM chunks WHERE document_id = ? AND position IN (?, ?) ORDER BY position",
             (document_id, position - 1, position + 1),
         ))
-        self._db.execute(
-            "INSERT INTO chunk_fts(rowid, title, trail, body, neighbours) VALUES (?, ?, ?, ?, ?)",
-            (chunk_id, _label(title, path), trail, text, neighbours),
-        )
         inner = " ".join(heading for _, heading in headings(text))
-        if inner:
-            self._db.execute("INSERT INTO heading_fts(rowid, headings) VALUES (?, ?)", (chunk_id, inner))
-        self._db.execute("UPDATE chunks SET searchable = 1 WHERE id = ?", (chunk_id,))
-
-    def _unsearchable(self, chunk_id: int) -> None:
-        self._db.execute("DELETE FROM chunk_fts WHERE rowid = ?", (chunk_id,))
-        self._db.execute("DELETE FROM heading_fts WHERE rowid = ?", (chunk_id,))
-        self._db.execute("UPDATE chunks SET searchable = 0 WHERE id = ?", (chunk_id,))
+        return (_label(title, path), trail, text, neighbours), inner
 
     # ------------------------------------------------------------ reading
 
@@ -263,6 +296,15 @@ class RetrievalIndex:
             documents = self._db.execute("SELECT count(*) FROM documents WHERE readable = 1").fetchone()[0]
             chunks = self._db.execute("SELECT count(*) FROM chunks WHERE searchable = 1").fetchone()[0]
         return documents, chunks
+
+    def chunks(self) -> list[Hit]:
+        """Every searched chunk (one per distinct text), in reading order, with score 0."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.key, d.path, d.title, c.position, c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+                "WHERE c.searchable = 1 ORDER BY d.ordinal, c.position"
+            ).fetchall()
+        return [Hit(key, path, title, position, text, 0.0) for key, path, title, position, text in rows]
 
     def search(self, question: str, k: int, exclude_keys: Iterable[str] = ()) -> list[Hit]:
         """The k chunks that best match the question, best first; a chunk text found in

@@ -54,7 +54,7 @@ class Listing:
 def source_chunks(texts: list[str]) -> tuple[SourceChunk, ...]:
     trails = heading_trails(texts)
     return tuple(
-        SourceChunk(hashlib.sha256(text.encode("utf-8")).hexdigest(), text, position, trail)
+        SourceChunk(_key(text), text, position, trail)
         for position, (text, trail) in enumerate(zip(texts, trails))
     )
 
@@ -156,4 +156,5 @@ def _read_result(path: Path) -> Optional[dict]:
 
 
 def _key(text: str) -> str:
+    """The pipeline's chunk key (generation_functions/chunking.py: Chunk.key)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -8,7 +8,6 @@ not there, refuses the key or does not know the model is an error that says so.
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Optional
 
 import httpx
@@ -17,9 +16,6 @@ import numpy as np
 from engine_wrapper_class import RETRYABLE_STATUS, RetryPolicy
 from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
 from retrieval.openai_http import Busy, error_detail, names_unknown_model, retry_after, with_retries
-
-log = logging.getLogger("verustoolkit.retrieval")
-
 
 class EmbeddingClient:
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 60.0, max_retry_seconds: float = 60.0):

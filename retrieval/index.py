@@ -22,13 +22,12 @@ leaves the old index whole.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
@@ -37,13 +36,11 @@ from generation_functions.errors import InputError
 from retrieval.corpus import Listing, SourceDocument
 from retrieval.text import fts_query, headings, path_words
 
-log = logging.getLogger("verustoolkit.retrieval")
-
 FORMAT_VERSION = "2"
 CHUNK_COLUMN_WEIGHTS = (0.3, 0.3, 1.0, 0.2)  # title+path, heading trail, text, neighbours
 HEADING_WEIGHT = 0.2
 DOCUMENT_WEIGHT = 0.2
-CANDIDATES = 200  # chunks scored per view before the views are combined
+CANDIDATES = 100  # best chunks taken from each view before the views are combined
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -82,6 +82,11 @@ async def _chat(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         config = load_config(args.config, check_input=False)
     except ConfigError as exc:
         return fail(str(exc))
+    if config.system.MODE == "cohere" and not args.base_url:
+        return fail(
+            "chat.py speaks the OpenAI-compatible chat API; with SYSTEM.MODE cohere, pass --base-url "
+            "(Cohere's compatible API is https://api.cohere.com/compatibility/v1)"
+        )
     retriever = None
     if not args.no_rag:
         try:

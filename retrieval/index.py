@@ -112,14 +112,32 @@ class RetrievalIndex:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._ensure_schema()
-        except sqlite3.DatabaseError as exc:
+            try:
+                self._db = self._connect()
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError:
+                # Not an index at all (a damaged or foreign file): it is only a cache, so start a new one.
+                for damaged in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                    damaged.unlink(missing_ok=True)
+                self._db = self._connect()
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(f"cannot open the search index {self.path}: {exc}") from None
-        self._lock = threading.RLock()
+
+    def _connect(self) -> sqlite3.Connection:
+        # timeout: a second chat updating the same index waits for the first instead of failing.
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            self._db = db
+            self._ensure_schema()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         with self._lock:
@@ -139,6 +157,12 @@ class RetrievalIndex:
         `source` names what the chunks come from ("input" or "output"); an index
         built from another source, or by another version of this code, is rebuilt.
         """
+        try:
+            return self._update(listings, source)
+        except sqlite3.Error as exc:  # a full disk, a read-only folder, a damaged file
+            raise InputError(f"cannot update the search index {self.path}: {exc} (deleting the file rebuilds it)") from None
+
+    def _update(self, listings: Iterable[Listing], source: str) -> UpdateStats:
         started = time.monotonic()
         stats = UpdateStats()
         with self._lock, self._transaction():

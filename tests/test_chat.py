@@ -250,6 +250,7 @@ def test_chat_py_keeps_its_index_between_runs(tmp_path):
         ("empty input", "the search index is empty: .* holds no readable document. Add documents, or chat without retrieval: --no-rag"),
         ("bad config", "RETRIEVAL.TOPK is not a known key \\(did you mean TOP_K\\?\\)"),
         ("key refused", "refused the request \\(HTTP 401\\): no API key was given"),
+        ("cohere mode", "chat.py speaks the OpenAI-compatible chat API; with SYSTEM.MODE cohere, pass --base-url"),
     ],
 )
 def test_chat_py_explains_what_stops_it(tmp_path, case, message):
@@ -264,6 +265,8 @@ def test_chat_py_explains_what_stops_it(tmp_path, case, message):
             sections["PATH"] = {"INPUT": str(tmp_path / "empty")}
         if case == "bad config":
             sections["RETRIEVAL"] = {"TOPK": 3}
+        if case == "cohere mode":
+            sections["SYSTEM"] = {"MODE": "cohere"}
         config = chat_config_file(tmp_path, server, **sections)
         if case == "server down":
             server.stop()

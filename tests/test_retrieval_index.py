@@ -203,6 +203,19 @@ def test_an_index_from_an_older_version_is_rebuilt(tmp_path, corpus):
     assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE name = 'format'").fetchone() == (FORMAT_VERSION,)
 
 
+def test_a_damaged_index_file_is_replaced(tmp_path, corpus):
+    path = tmp_path / "index.sqlite"
+    path.write_bytes(b"this is not a database, whatever it once was" * 100)
+    with RetrievalIndex(path) as index:
+        assert update(index, corpus).added == len(DOCUMENTS)
+
+
+def test_an_index_that_cannot_be_written_says_so(tmp_path, corpus):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    with pytest.raises(InputError, match="cannot open the search index"):
+        RetrievalIndex(tmp_path / "file" / "index.sqlite")
+
+
 def test_exclude_keys_leaves_the_source_chunk_out(tmp_path, corpus):
     with RetrievalIndex(tmp_path / "index.sqlite") as index:
         update(index, corpus)

@@ -16,24 +16,17 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional, Sequence, Union
 
 from generation_functions.config import SystemSection
-from generation_functions.datasets import rag_system_prompt
+from generation_functions.datasets import join_context, rag_system_prompt
 from retrieval.chat_client import ChatClient, Messages
 from retrieval.index import Hit
 from retrieval.search import Retriever
 
-CONTEXT_SEPARATOR = "\n\n"  # between chunks in {data}: the chunker's own paragraph break
-
-
-def format_context(texts: Sequence[str]) -> str:
-    """What replaces {data}: the chunk texts, best first, as they are (one chunk: exactly the chunk)."""
-    return CONTEXT_SEPARATOR.join(texts)
-
-
 def system_message(prompts: SystemSection, context: Optional[Sequence[str]]) -> str:
-    """The RAG system prompt filled with `context`, or the no-RAG prompt when there is none."""
+    """The RAG system prompt with {data} = the chunks, best first, as the RAG training rows join
+    them (datasets.join_context); the no-RAG prompt when there is no chunk."""
     if not context:
         return prompts.FINAL_ASSISTANT_PROMPT_NO_RAG
-    return rag_system_prompt(prompts.FINAL_ASSISTANT_PROMPT_RAG, format_context(context))
+    return rag_system_prompt(prompts.FINAL_ASSISTANT_PROMPT_RAG, join_context(context))
 
 
 @dataclass(frozen=True)

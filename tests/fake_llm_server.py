@@ -250,7 +250,6 @@ class FakeLLMServer:
         models: Optional[list[str]] = None,
         streaming: bool = True,
         stream_delay: float = 0.0,
-        streaming: bool = True,
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.api_key = api_key
@@ -268,7 +267,6 @@ class FakeLLMServer:
         self.models = models
         self.streaming = streaming  # False: answer "stream": true with one JSON body, as some servers do
         self.stream_delay = stream_delay  # seconds between streamed pieces
-        self.streaming = streaming  # False: answer "stream": true with one JSON body, as some servers do
         # Server capacity: at most this many requests are served at once; the
         # rest queue, as on a GPU server with a fixed batch size (0: unlimited).
         self._capacity_limit = capacity

@@ -84,7 +84,13 @@ async def collect(client_settings: ChatSettings, messages) -> list[str]:
         await client.close()
 
 
-QUESTION = [{"role": "system", "content": "Use this.\nStaking needs a synced wallet."}, {"role": "user", "content": "Does staking need a synced wallet?"}]
+ANSWER = "Staking needs a synced wallet that stays online and connected all day."
+QUESTION = [{"role": "system", "content": f"Use this.\n{ANSWER}"}, {"role": "user", "content": "Does staking need a synced wallet?"}]
+
+
+def questions_asked(server) -> list:
+    """The chat requests of questions (streamed), not chat.py's one-word check of the server."""
+    return [r for r in server.requests if r.step == CHAT and r.body.get("stream")]
 
 
 def test_the_answer_streams_in_pieces():
@@ -92,7 +98,7 @@ def test_the_answer_streams_in_pieces():
         pieces = asyncio.run(collect(settings(server), QUESTION))
         request = server.requests[-1]
     assert request.step == CHAT and request.body["stream"] is True
-    assert len(pieces) > 2 and "".join(pieces) == request.response == "(turn 1) From the documents: Staking needs a synced wallet."
+    assert len(pieces) > 2 and "".join(pieces) == request.response == ANSWER
 
 
 def test_a_server_that_does_not_stream_is_read_whole():
@@ -104,7 +110,7 @@ def test_a_server_that_does_not_stream_is_read_whole():
 def test_a_busy_server_is_retried_before_the_answer_starts():
     with FakeLLMServer(faults=FaultPlan(rate=0.5, kinds=("503", "429"), seed=2)) as server:
         for _ in range(4):
-            assert "".join(asyncio.run(collect(settings(server), QUESTION))).startswith("(turn 1)")
+            assert "".join(asyncio.run(collect(settings(server), QUESTION))) == ANSWER
         assert sum(server.faults_injected.values()) > 0
 
 
@@ -160,7 +166,7 @@ def test_a_session_sends_the_retrieved_chunks_and_the_history(tmp_path):
     with FakeLLMServer() as server:
         config = chat_config(tmp_path, server)
         session, events = asyncio.run(converse(config, ["What is the average block time?", "And the transaction fee?"]))
-        sent = [r.body["messages"] for r in server.requests if r.step == CHAT]
+        sent = [r.body["messages"] for r in questions_asked(server)]
     first, second = events
     assert isinstance(first[0], Sources) and first[0].hits[0].source == "coin.md"
     assert isinstance(first[-1], Answered) and all(isinstance(event, Piece) for event in first[1:-1])
@@ -184,7 +190,7 @@ def test_without_retrieval_or_without_hits_the_prompt_is_the_no_rag_one(tmp_path
         config = chat_config(tmp_path, server)
         asyncio.run(converse(config, ["What is the average block time?"], rag=False))
         asyncio.run(converse(config, ["What is it?"], rag=True))
-        systems = [r.body["messages"][0]["content"] for r in server.requests if r.step == CHAT]
+        systems = [r.body["messages"][0]["content"] for r in questions_asked(server)]
     assert systems == [config.system.FINAL_ASSISTANT_PROMPT_NO_RAG] * 2
 
 
@@ -210,23 +216,22 @@ def test_chat_py_answers_from_stdin_with_sources(tmp_path):
     with FakeLLMServer(stream_delay=0.001) as server:
         config = chat_config_file(tmp_path, server, RETRIEVAL={"TOP_K": 2})
         result = run_chat(config, "What is the average block time?\nHow much is the transaction fee?\n/reset\n\nIs there a minimum amount to stake?\n")
-        chats = [r for r in server.requests if r.step == CHAT]
+        chats = questions_asked(server)
     assert result.returncode == 0, result.stderr
-    answers = [line for line in result.stdout.splitlines() if line.startswith("(turn")]
-    assert answers[0].startswith("(turn 1) From the documents:") and "**Average Block Time** | 1 minute" in answers[0]
-    assert answers[1].startswith("(turn 2)") and answers[2].startswith("(turn 1)")  # /reset forgot the first two
+    assert result.stdout.splitlines()[0] == chats[0].response and "**Average Block Time** | 1 minute" in chats[0].response
+    assert all(chat.response in result.stdout for chat in chats)
     assert "sources:\n  [1] coin.md, chunk 0\n" in result.stdout
     assert "[1] staking.md, chunk 0" in result.stdout.split("(conversation forgotten)")[1]
     assert result.stdout.count("sources:") == 3 and all(r.body["stream"] for r in chats) and len(chats) == 3
     assert "index: 4 chunks from 4 documents (4 indexed now" in result.stderr
-    assert [len(r.body["messages"]) for r in chats] == [2, 4, 2]
+    assert [len(r.body["messages"]) for r in chats] == [2, 4, 2]  # /reset forgot the first two turns
 
 
 def test_chat_py_without_retrieval_uses_the_no_rag_prompt(tmp_path):
     with FakeLLMServer() as server:
         config = chat_config_file(tmp_path, server)
         result = run_chat(config, "What is the average block time?\n", "--no-rag", "--model", "verus-8b")
-        chat = [r for r in server.requests if r.step == CHAT][0]
+        chat = questions_asked(server)[0]
     assert result.returncode == 0, result.stderr
     assert chat.body["messages"][0]["content"] == load_config(config).system.FINAL_ASSISTANT_PROMPT_NO_RAG
     assert chat.model == "verus-8b" and "sources: none (retrieval is off)" in result.stdout
@@ -284,4 +289,4 @@ def test_chat_py_never_shows_the_api_key(tmp_path):
         result = run_chat(config, "What is the average block time?\n", "--verbose", env={"OPENAI_API_KEY": "sk-very-secret-key"})
     assert result.returncode == 0, result.stderr
     assert "sk-very-secret-key" not in result.stdout + result.stderr
-    assert "(turn 1)" in result.stdout
+    assert "**Average Block Time** | 1 minute" in result.stdout

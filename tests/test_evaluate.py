@@ -140,3 +140,23 @@ def test_statistics():
     diff = paired_difference(first, second)
     assert diff["more_than_noise"] and 0.5 < diff["difference"] < 0.8
     assert paired_difference(first, first)["more_than_noise"] is False
+
+
+def test_the_rag_condition_gives_the_candidate_the_retrieved_chunks(tmp_path, servers):
+    """With the search index (retrieval/), a model that knows nothing answers from the chunks found."""
+    judge, base, _ = servers
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "staking.md").write_text("# Staking\n\n" + FACTS[0][1] + " " + FACTS[3][1], encoding="utf-8")
+    (documents / "ids.md").write_text("# VerusID\n\n" + FACTS[1][1] + "\n\n" + FACTS[2][1], encoding="utf-8")
+    eval_set = write_eval_set(tmp_path / "eval.jsonl")
+    config = write_config(tmp_path / "config.yaml", judge.base_url, PATH={"INPUT": str(documents)}, EVALUATION={"TOP_K": 1})
+    result = run_evaluate(config, "--eval-set", str(eval_set), "--conditions", "closed_book,rag", "--candidate", f"base=base-8b@{base.base_url}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "evaluation_results" / "eval_report.json").read_text())
+    assert report["results"]["base/closed_book"]["declined"] == 4
+    assert report["results"]["base/rag"]["correct"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "evaluation_results" / "eval_answers.jsonl").read_text().splitlines()]
+    rag = {row["question"]: row["context_sources"] for row in rows if row["condition"] == "rag"}
+    assert rag[FACTS[0][0]] == ["staking.md, chunk 0"] and rag[FACTS[1][0]] == ["ids.md, chunk 0"]
+    assert (tmp_path / "output" / "retrieval.sqlite").exists()

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional, TypeVar
@@ -31,6 +32,7 @@ from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.quality import QualityTally, tallied
+from generation_functions.rag_rows import RagRows, RagRowSettings
 from generation_functions.report import RunReport
 from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
 from generation_functions.steps import (
@@ -545,13 +547,32 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     if not index.keys:
         raise InputError(f"no text to work on in {config.input_dir} (every file was empty or unreadable)")
     quality = QualityTally()
-    counts = write_datasets(
-        output_dir,
-        tallied(iter_results(output_dir, index.keys), quality),
-        config.system.no_rag_prompts,
-        config.system.rag_prompts,
-    )
+    with rag_rows_for(config) as rag_rows:
+        counts = write_datasets(
+            output_dir,
+            tallied(iter_results(output_dir, index.keys), quality),
+            config.system.no_rag_prompts,
+            config.system.rag_prompts,
+            rag_rows,
+        )
     return _write_report(ctx, engines, store, started, status="finished", outputs=counts, quality=quality.as_dict())
+
+
+@contextmanager
+def rag_rows_for(config: Config) -> Iterator[RagRows]:
+    """RAG rows whose context is what retrieval returns: the search index over the run's documents
+    (RETRIEVAL.SOURCE, lexical, so every rerun draws the same neighbours)."""
+    settings = RagRowSettings.from_config(config.system)
+    if not settings.searches:
+        yield RagRows(settings, None)
+        return
+    from retrieval.search import update_index
+
+    index, _ = update_index(config)
+    try:
+        yield RagRows(settings, lambda question, k, exclude: [hit.text for hit in index.search(question, k, exclude)])
+    finally:
+        index.close()
 
 
 def _describe_stop(exc: BaseException) -> str:

@@ -87,6 +87,13 @@ class SystemSection(_Section):
     # variants, picked by the conversation's content, so a model does not learn one fixed wording.
     FINAL_ASSISTANT_PROMPT_NO_RAG_VARIANTS: list[StrictStr] = Field(default_factory=list)
     FINAL_ASSISTANT_PROMPT_RAG_VARIANTS: list[StrictStr] = Field(default_factory=list)
+    # RAG rows like real retrieval (generation_functions/rag_rows.py).
+    RAG_NEIGHBOURS: StrictInt = Field(default=2, ge=0, le=10)
+    RAG_DISTRACTOR_SHARE: StrictFloat = Field(default=0.1, ge=0, le=0.5)
+    RAG_DISTRACTOR_ANSWER: Literal["decline", "knowledge"] = "decline"
+    RAG_DECLINE_ANSWER: StrictStr = Field(
+        default="The information I was given does not cover that, so I can't answer it reliably from it.", min_length=1
+    )
     MODE: Literal["api", "cohere"] = "api"
     STOP: StrictBool = True
     STOP_SEQUENCES: list[StrictStr] = Field(default_factory=lambda: list(DEFAULT_STOP_SEQUENCES))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 import hashlib
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import orjson
 
 from generation_functions.conversation_check import merge_turns
+from generation_functions.rag_rows import RagRows, RagRowSettings
 from generation_functions.store import atomic_text_file
 
 PLAIN_QA = "plain_qa_list.jsonl"
@@ -23,6 +24,8 @@ MASTER_LIST = "master_list.jsonl"
 PRETRAINING_JSONL = "pretraining.jsonl"
 PRETRAINING_JSON = "pretraining.json"
 RUN_REPORT = "run_report.json"
+# Not a file: the RAG rows whose context leaves the source chunk out (counted in the report's outputs).
+RAG_WITHOUT_ANSWER = "simplified_data_rag.jsonl rows without the answer"
 DATASET_FILES = (PLAIN_QA, SHAREGPT_NO_RAG, SHAREGPT_RAG, MASTER_LIST, PRETRAINING_JSONL, PRETRAINING_JSON)
 
 _SPEAKER_TO_SHAREGPT = {"User": "human", "AI Assistant": "gpt"}
@@ -65,13 +68,16 @@ def write_datasets(
     results: Iterable[dict],
     no_rag_prompts: str | Sequence[str],
     rag_prompts: str | Sequence[str],
+    rag_rows: Optional[RagRows] = None,
 ) -> dict[str, int]:
     """Write the QA list, ShareGPT sets and master list; returns rows per file.
 
-    The prompts are one system prompt each, or several to pick from per conversation."""
+    The prompts are one system prompt each, or several to pick from per conversation.
+    rag_rows gives each RAG row its retrieved context (by default: the chunk alone)."""
+    rag_rows = rag_rows or RagRows(RagRowSettings(0, 0.0), None)
     no_rag_prompts = (no_rag_prompts,) if isinstance(no_rag_prompts, str) else tuple(no_rag_prompts)
     rag_prompts = (rag_prompts,) if isinstance(rag_prompts, str) else tuple(rag_prompts)
-    counts = {PLAIN_QA: 0, SHAREGPT_NO_RAG: 0, SHAREGPT_RAG: 0, MASTER_LIST: 0}
+    counts = {PLAIN_QA: 0, SHAREGPT_NO_RAG: 0, SHAREGPT_RAG: 0, MASTER_LIST: 0, RAG_WITHOUT_ANSWER: 0}
     with atomic_text_file(output_dir / PLAIN_QA) as qa, atomic_text_file(
         output_dir / SHAREGPT_NO_RAG
     ) as no_rag, atomic_text_file(output_dir / SHAREGPT_RAG) as rag, atomic_text_file(
@@ -90,9 +96,11 @@ def write_datasets(
                 continue
             no_rag_prompt = pick_prompt(no_rag_prompts, turns)
             no_rag.write(jsonl_line({"conversations": [{"from": "system", "value": no_rag_prompt}, *turns]}))
-            system = rag_system_prompt(pick_prompt(rag_prompts, turns), result["chunk"])
-            rag.write(jsonl_line({"conversations": [{"from": "system", "value": system}, *turns]}))
-            master.write(jsonl_line(_master_row(result, conversation)))
+            row = rag_rows.build(result["key"], result["chunk"], turns)
+            system = rag_system_prompt(pick_prompt(rag_prompts, turns), join_context(row.context))
+            rag.write(jsonl_line({"conversations": [{"from": "system", "value": system}, *row.turns]}))
+            counts[RAG_WITHOUT_ANSWER] += not row.holds_answer
+            master.write(jsonl_line(_master_row(result, conversation, row.context)))
             counts[SHAREGPT_NO_RAG] += 1
             counts[SHAREGPT_RAG] += 1
             counts[MASTER_LIST] += 1
@@ -112,11 +120,12 @@ def _qa_row(result: dict, question: str, answer: str, kind: str | None) -> dict:
     return row
 
 
-def _master_row(result: dict, conversation: list) -> dict:
+def _master_row(result: dict, conversation: list, rag_chunks: list[str]) -> dict:
     return {
         "conversation": [{"speaker": speaker, "message": message} for speaker, message in conversation],
         "qa_pairs": [{"question": q, "answer": a} for q, a in result["pairs"]],
-        "rag_context": result["chunk"],
+        "rag_context": result["chunk"],  # the source chunk
+        "rag_row_chunks": rag_chunks,  # the chunks the RAG row's {data} holds, in order
         "source_filename": result["source"],
     }
 

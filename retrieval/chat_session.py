@@ -21,6 +21,7 @@ from retrieval.chat_client import ChatClient, Messages
 from retrieval.index import Hit
 from retrieval.search import Retriever
 
+
 def system_message(prompts: SystemSection, context: Optional[Sequence[str]]) -> str:
     """The RAG system prompt with {data} = the chunks, best first, as the RAG training rows join
     them (datasets.join_context); the no-RAG prompt when there is no chunk."""

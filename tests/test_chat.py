@@ -44,7 +44,7 @@ def test_a_chat_prompt_is_a_training_row(training_run):
     config, rag_rows, no_rag_rows, master = training_run
     assert rag_rows and len(rag_rows) == len(no_rag_rows) == len(master)
     for rag, no_rag, record in zip(rag_rows, no_rag_rows, master):
-        for row, context in ((rag, [record["rag_context"]]), (no_rag, None)):
+        for row, context in ((rag, record["rag_row_chunks"]), (no_rag, None)):
             expected = [{"role": ROLES[turn["from"]], "content": turn["value"]} for turn in row["conversations"]]
             turns = expected[1:]
             history = [Exchange(turns[i]["content"], turns[i + 1]["content"]) for i in range(0, len(turns) - 2, 2)]

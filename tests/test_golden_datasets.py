@@ -30,14 +30,14 @@ COMPARED = (
 )
 
 
-def run_golden(workdir: Path) -> Path:
+def run_golden(workdir: Path, **system) -> Path:
     """Run the pipeline over the golden corpus; returns the OUTPUT folder."""
     with FakeLLMServer() as server:
         config = write_config(
             workdir / "config.yaml",
             server.base_url,
             PATH={"INPUT": str(GOLDEN / "corpus")},
-            SYSTEM={"CHUNK_SIZE": 400},
+            SYSTEM={"CHUNK_SIZE": 400, **system},
         )
         result = run_processing(config)
     assert result.returncode == 0, result.stderr
@@ -56,6 +56,13 @@ def test_datasets_are_byte_identical_to_the_recorded_ones(tmp_path: Path) -> Non
         assert (output / name).read_bytes() == expected, f"{name} differs from tests/golden/expected/{name}"
     expected_counts = json.loads((GOLDEN / "expected" / "report_counts.json").read_text(encoding="utf-8"))
     assert report_counts(output) == expected_counts
+
+
+def test_rag_rows_with_the_chunk_alone_are_the_recorded_ones(tmp_path: Path) -> None:
+    """With neighbours and distractors off, a RAG row's context is its chunk, as before."""
+    output = run_golden(tmp_path, RAG_NEIGHBOURS=0, RAG_DISTRACTOR_SHARE=0)
+    expected = (GOLDEN / "expected" / "simplified_data_rag.chunk_only.jsonl").read_bytes()
+    assert (output / "simplified_data_rag.jsonl").read_bytes() == expected
 
 
 if __name__ == "__main__":  # regenerate the expected files after a deliberate change

@@ -92,7 +92,12 @@ def test_sharegpt_rows_alternate_after_the_system_prompt(full_run):
         turns = plain["conversations"]
         assert turns[0]["from"] == "system"
         assert [t["from"] for t in turns[1:]] == ["human", "gpt"] * ((len(turns) - 1) // 2)
-        assert with_context["conversations"][1:] == turns[1:]
+        rag_turns = with_context["conversations"][1:]
+        assert [t["value"] for t in rag_turns if t["from"] == "human"] == [t["value"] for t in turns[1:] if t["from"] == "human"]
+        declined = {t["value"] for t in rag_turns if t["from"] == "gpt"} == {
+            "The information I was given does not cover that, so I can't answer it reliably from it."
+        }
+        assert declined or rag_turns == turns[1:]  # a row whose context misses the answer says so
         rag_system = with_context["conversations"][0]["value"]
         assert "{data}" not in rag_system
         assert rag_system != turns[0]["value"]

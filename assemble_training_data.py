@@ -7,8 +7,8 @@ Combines the datasets of every OUTPUT folder, removes duplicate documents and
 conversations and near-duplicate questions, holds out an evaluation split the
 model never sees, shuffles with the seed and writes DEST with a dataset card
 (DEST/README.md). The axolotl configuration in _model_training_configs_and_data/
-trains on DEST. See the README (Training an LLM with your new data) and
-generation_functions/training_data.py.
+trains on DEST. See the README (Training an LLM with your new data) and the
+dataset_assembly package.
 
 Exit codes: 0 done; 2 a missing folder, a folder without datasets, a bad
 option or an unusable --dest (nothing is written).
@@ -22,13 +22,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from generation_functions.output_folders import TrainingDataError, load_output_folder
-from generation_functions.training_data import (
-    CARD,
-    AssembleOptions,
-    unique_labels,
-    write_training_folder,
-)
+from dataset_assembly.assembly import AssembleOptions, unique_labels
+from dataset_assembly.layout import CARD
+from dataset_assembly.output_folders import TrainingDataError, load_output_folder
+from dataset_assembly.writing import write_training_folder
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

@@ -60,6 +60,7 @@ class AssembleOptions:
     seed: int = 42
     similarity: float = 0.8
     prefer_tiktoken: bool = True
+    tokenizer: Path | None = None  # the base model's tokenizer (file or folder) for exact token counts
 
 
 @dataclass

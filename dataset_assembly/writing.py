@@ -31,7 +31,7 @@ def write_training_folder(
     is replaced only once the new one is complete."""
     dest = Path(dest)
     _prepare_destination(dest, [f.path for f in folders])
-    counter = TokenCounter(options.prefer_tiktoken)
+    counter = TokenCounter(options.prefer_tiktoken, tokenizer=options.tokenizer)
     result = assemble(folders, options)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -172,6 +172,7 @@ def _manifest(folders, options, stats, file_stats, prompt_files, counter, comman
         "command": command,
         "options": {"eval_fraction": options.eval_fraction, "seed": options.seed, "similarity": options.similarity},
         "token_count_method": counter.method,
+        "token_count_kind": counter.kind,
         "files": file_stats,
         "totals": {
             "documents_in": stats["documents_in"],

@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -48,6 +49,7 @@ from _model_training_configs_and_data.smoke_checks import (  # noqa: E402
     MAX_PROBLEMS_SHOWN,
     DataCheck,
     Renderer,
+    RunSummary,
     check_dataset_files,
     dropped_rows,
     summarise_trainer_state,
@@ -128,11 +130,20 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="rows of each training file given to axolotl; every row is checked (default: %(default)s)")
     parser.add_argument("--eval-rows", type=int, default=8,
                         help="held-out rows the eval loss is measured on (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="CPU threads for training (default: half the cores, here %(default)s)")
     args = parser.parse_args(argv)
-    for name in ("steps", "rows", "eval_rows"):
+    for name in ("steps", "rows", "eval_rows", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
+
+
+def default_threads() -> int:
+    """Half the cores: two threads on a two-core machine that is doing anything
+    else at all run several times slower than one (each waits for the other at
+    every matrix product), and the GaLore step is no exception."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def _default_cache() -> Path:
@@ -294,10 +305,10 @@ def check_config_with_axolotl(config: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ training
 
 
-def run_axolotl(work: Path, config_path: Path) -> tuple[int, str]:
+def run_axolotl(work: Path, config_path: Path, threads: int) -> tuple[int, str]:
     """`axolotl train` without the accelerate launcher, in the work folder; streams
     the loss lines to the terminal and everything to axolotl.log."""
-    env = {**os.environ, **QUIET_OFFLINE_ENV}
+    env = {**os.environ, **QUIET_OFFLINE_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "axolotl.cli.train", str(config_path)]
     log_path = work / LOG_NAME
     lines: list[str] = []
@@ -325,51 +336,47 @@ def _interesting_log_tail(log_text: str, count: int = 25) -> str:
     return "\n".join(lines[-count:])
 
 
-# ------------------------------------------------------------------ the verdict
+# ------------------------------------------------------------------ the run
 
 
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.0f} s"
+@dataclass
+class Plan:
+    """Everything settled before training starts."""
+
+    real: dict[str, Any]
+    config: dict[str, Any]
+    changes: int
+    work: Path
+    data: Path
+    origin: str
+    model: Path
+    check: DataCheck
+    given: dict[str, int]
+    config_path: Path
+
+    def rows_given(self, section: str) -> int:
+        return sum(self.given[f.name] for f in self.check.files if f.section == section)
 
 
-def print_verdict(context: dict[str, Any], summary, checkpoint: Optional[Path], problems: list[str]) -> None:
-    verdict = "PASSED: training ran and every loss is finite" if not problems else "FAILED: " + "; ".join(problems)
-    print(f"\nSmoke run of {context['config_name']} on this CPU: {verdict}")
-    print(f"  data:        {context['data_origin']} {context['data']}")
-    for name, rows in context["rows"].items():
-        print(f"               {name}: {rows['in_file']} rows, all checked; first {rows['given']} given to axolotl")
-    if context["dropped"]:
-        print(f"               axolotl dropped {context['dropped']} of the given rows as longer than "
-              f"{context['sequence_len']} tokens (the GPU config's {context['real_sequence_len']} may keep them)")
-    print(f"  model:       {context['model']}")
-    if summary.tokens_total is not None:
-        masked = summary.tokens_total - summary.tokens_trained
-        print(f"  tokens:      {summary.tokens_total:,} in {len(summary.train_losses)} steps: "
-              f"{summary.tokens_trained:,} trained on (answers and documents), {masked:,} masked "
-              "(system prompts and questions)")
-        if masked == 0 and context["chat_rows"]:
-            print("               warning: nothing was masked although conversations were trained on: "
-                  "roles_to_train did not take effect")
-    losses = ", ".join(f"{step}: {loss:.3f}" for step, loss in summary.train_losses) or "none logged"
-    print(f"  train loss:  {losses}")
-    before, after = summary.eval_before, summary.eval_after
-    if before is not None or after is not None:
-        show = lambda value: "not measured" if value is None else f"{value:.3f}"  # noqa: E731
-        print(f"  eval loss:   {show(before)} before, {show(after)} after ({context['eval_rows']} held-out rows)")
-    print(f"  checkpoint:  {checkpoint if checkpoint else 'none saved'}")
-    print(f"  config:      {context['config_path']} ({context['changed']} keys changed from the real config; "
-          "see smoke_config.py)")
-    print(f"  log:         {context['log']}")
-    print(f"  time:        {_minutes(context['elapsed'])} (training {_minutes(context['train_seconds'])})")
+@dataclass
+class Outcome:
+    returncode: int
+    log_text: str
+    seconds: float
+    checkpoint: Optional[Path]
+    summary: RunSummary
+
+    def problems(self) -> list[str]:
+        found = self.summary.problems()
+        if self.returncode != 0:
+            found.insert(0, f"axolotl exited with status {self.returncode}")
+        if self.checkpoint is None:
+            found.append("no checkpoint was saved")
+        return found
 
 
-# ------------------------------------------------------------------ main
-
-
-def smoke_run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    os.environ.update({k: v for k, v in QUIET_OFFLINE_ENV.items()})
-    require_axolotl()
+def plan_run(args: argparse.Namespace) -> Plan:
+    """Work folder, data, model, derived config, row and config checks; raises SmokeError."""
     import yaml
 
     real = yaml.safe_load(args.config.read_text(encoding="utf-8"))
@@ -386,7 +393,6 @@ def smoke_run(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(model)
     changes = cpu_changes(str(model), pad_token_of(tokenizer), args.steps)
     config = derive_cpu_config(real, changes)
-
     with output_to(work / PREPARE_LOG_NAME):
         check = check_dataset_files(data, config, DATA_FOLDER, renderers(real, tokenizer))
     if check.problems:
@@ -396,41 +402,71 @@ def smoke_run(args: argparse.Namespace) -> int:
     given = write_sample(check, work / DATA_FOLDER, DATA_FOLDER, args.rows, args.eval_rows)
     config_path = work / SMOKE_CONFIG_NAME
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    print(f"checked {check.rows_checked:,} rows in {len(check.files)} files; training {args.steps} steps on CPU "
-          f"(log: {work / LOG_NAME}) ...", flush=True)
+    return Plan(real, config, len(changes), work, data, origin, model, check, given, config_path)
 
-    train_started = time.monotonic()
-    returncode, log_text = run_axolotl(work, config_path)
-    train_seconds = time.monotonic() - train_started
-    checkpoint = last_checkpoint(work / config["output_dir"])
+
+def train(plan: Plan, threads: int) -> Outcome:
+    started = time.monotonic()
+    returncode, log_text = run_axolotl(plan.work, plan.config_path, threads)
+    seconds = time.monotonic() - started
+    checkpoint = last_checkpoint(plan.work / plan.config["output_dir"])
     state_file = checkpoint / "trainer_state.json" if checkpoint else None
-    summary = summarise_trainer_state(json.loads(state_file.read_text(encoding="utf-8"))
-                                      if state_file and state_file.is_file() else {})
-    problems = summary.problems()
-    if returncode != 0:
-        problems.insert(0, f"axolotl exited with status {returncode}")
-        print(f"\nThe end of {work / LOG_NAME}:\n{_interesting_log_tail(log_text)}")
-    if checkpoint is None:
-        problems.append("no checkpoint was saved")
-    context = {
-        "config_name": args.config.name,
-        "data_origin": origin,
-        "data": data,
-        "rows": {f.name: {"in_file": f.rows, "given": given[f.name]} for f in check.files},
-        "chat_rows": any(f.entry.get("type") == "chat_template" for f in check.files if f.section == "datasets"),
-        "dropped": dropped_rows(log_text),
-        "sequence_len": config["sequence_len"],
-        "real_sequence_len": real.get("sequence_len"),
-        "model": model,
-        "eval_rows": sum(given[f.name] for f in check.files if f.section == "test_datasets"),
-        "config_path": config_path,
-        "changed": len(changes),
-        "log": work / LOG_NAME,
-        "elapsed": time.monotonic() - started,
-        "train_seconds": train_seconds,
-    }
-    print_verdict(context, summary, checkpoint, problems)
-    return 0 if not problems else 1
+    state = json.loads(state_file.read_text(encoding="utf-8")) if state_file and state_file.is_file() else {}
+    return Outcome(returncode, log_text, seconds, checkpoint, summarise_trainer_state(state))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _fmt_loss(value: Optional[float]) -> str:
+    return "not measured" if value is None else f"{value:.3f}"
+
+
+def print_verdict(plan: Plan, outcome: Outcome, config_name: str, elapsed: float) -> None:
+    problems, summary = outcome.problems(), outcome.summary
+    if outcome.returncode != 0:
+        print(f"\nThe end of {plan.work / LOG_NAME}:\n{_interesting_log_tail(outcome.log_text)}")
+    verdict = "PASSED: training ran and every loss is finite" if not problems else "FAILED: " + "; ".join(problems)
+    print(f"\nSmoke run of {config_name} on this CPU: {verdict}")
+    print(f"  data:        {plan.origin} {plan.data}")
+    for dataset in plan.check.files:
+        print(f"               {dataset.name}: {dataset.rows} rows, all checked; "
+              f"first {plan.given[dataset.name]} given to axolotl")
+    dropped = dropped_rows(outcome.log_text)
+    if dropped:
+        print(f"               axolotl dropped {dropped} of the given rows as longer than "
+              f"{plan.config['sequence_len']} tokens (the GPU config's {plan.real.get('sequence_len')} may keep them)")
+    print(f"  model:       {plan.model}")
+    if summary.tokens_total is not None:
+        masked = summary.tokens_total - summary.tokens_trained
+        print(f"  tokens:      {summary.tokens_total:,} in {len(summary.train_losses)} steps: "
+              f"{summary.tokens_trained:,} trained on (answers and documents), {masked:,} masked "
+              "(system prompts and questions)")
+        if masked == 0 and any(f.entry.get("type") == "chat_template" for f in plan.check.files):
+            print("               warning: nothing was masked although conversations were trained on: "
+                  "roles_to_train did not take effect")
+    losses = ", ".join(f"{step}: {loss:.3f}" for step, loss in summary.train_losses) or "none logged"
+    print(f"  train loss:  {losses}")
+    print(f"  eval loss:   {_fmt_loss(summary.eval_before)} before, {_fmt_loss(summary.eval_after)} after "
+          f"({plan.rows_given('test_datasets')} held-out rows)")
+    print(f"  checkpoint:  {outcome.checkpoint or 'none saved'}")
+    print(f"  config:      {plan.config_path} ({plan.changes} keys changed from the real config; see smoke_config.py)")
+    print(f"  log:         {plan.work / LOG_NAME}")
+    print(f"  time:        {_minutes(elapsed)} (training {_minutes(outcome.seconds)})")
+
+
+def smoke_run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    os.environ.update(QUIET_OFFLINE_ENV)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)  # before torch is imported
+    require_axolotl()
+    plan = plan_run(args)
+    print(f"checked {plan.check.rows_checked:,} rows in {len(plan.check.files)} files; training {args.steps} steps "
+          f"on CPU with {args.threads} thread(s) (log: {plan.work / LOG_NAME}) ...", flush=True)
+    outcome = train(plan, args.threads)
+    print_verdict(plan, outcome, args.config.name, time.monotonic() - started)
+    return 0 if not outcome.problems() else 1
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -4,7 +4,6 @@ assemble_training_data.py is the command line; the modules, in the order the dat
 flows through them:
 
     output_folders   read one OUTPUT folder (datasets, run report, stored prompts)
-    near_duplicates  question normalisation and near-duplicate search
     assembly         combine, deduplicate, hold out, shuffle (rows only, nothing written)
     holdout          which pairs and conversations go to the evaluation split
     writing          write the folder atomically: files, prompts_used/, manifest.json
@@ -12,5 +11,7 @@ flows through them:
     chat_template    the Llama 3 rendering and the shape of a trainable conversation
     token_counting   token counts for the card (a real tokenizer, tiktoken, or an estimate)
 
-Nothing here reads the pipeline's config or talks to a model server.
+Question similarity comes from generation_functions.near_duplicates, which the
+pipeline's chunk filter uses too. Nothing here reads the pipeline's config or
+talks to a model server.
 """

@@ -20,7 +20,7 @@ What happens on the way, in order:
 1. Combine. Folders are read in the order given; rows keep that order until the
    final shuffle, so "first" below means first folder, first row.
 2. Deduplicate. Identical documents and conversations are kept once. A pair
-   whose question is a near-duplicate (see near_duplicates) of an earlier kept
+   whose question is a near-duplicate (see generation_functions.near_duplicates) of an earlier kept
    question is dropped, and so is a conversation whose every question was
    already asked in an earlier kept conversation.
 3. Hold out. Pairs and the conversations built from them are linked; the
@@ -45,9 +45,9 @@ from typing import Any, Sequence
 
 from dataset_assembly.holdout import HeldOutGuard, draw_held_out, eval_target, linked_groups
 from dataset_assembly.layout import EVAL_DIR, EVAL_QA_CHAT
-from dataset_assembly.near_duplicates import NearDuplicateIndex, word_set
 from dataset_assembly.output_folders import Conversation, OutputFolder, TrainingDataError
 from generation_functions.datasets import PLAIN_QA, PRETRAINING_JSONL, SHAREGPT_NO_RAG, SHAREGPT_RAG
+from generation_functions.near_duplicates import NearDuplicateIndex, word_set
 
 # System prompt of eval/qa_chat.jsonl when no input folder has a conversation to
 # take the real one from (config.yaml's FINAL_ASSISTANT_PROMPT_NO_RAG, shortened).

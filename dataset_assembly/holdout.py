@@ -14,8 +14,8 @@ import random
 from collections import Counter, defaultdict
 from typing import Callable, Sequence
 
-from dataset_assembly.near_duplicates import ContainmentIndex, NearDuplicateIndex, normalise, word_set
 from dataset_assembly.output_folders import Conversation
+from generation_functions.near_duplicates import ContainmentIndex, NearDuplicateIndex, normalise, word_set
 
 
 def _union_find(size: int) -> tuple[Callable[[int], int], Callable[[int, int], None]]:

@@ -25,7 +25,7 @@ from generation_functions.datasets import (
     SHAREGPT_RAG,
 )
 from generation_functions.errors import VerusToolkitError
-from dataset_assembly.near_duplicates import normalise
+from generation_functions.near_duplicates import normalise
 from generation_functions.store import CALLS_DIR, TEMPLATES_DIR, count_calls
 
 # The files a folder must hold at least one of to count as an OUTPUT folder.

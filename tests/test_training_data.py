@@ -1,5 +1,6 @@
 """assemble_training_data.py, the dataset_assembly package behind it (assembly, holdout,
-writing, card, output_folders, near_duplicates, chat_template) and the axolotl config.
+writing, card, output_folders, chat_template), generation_functions.near_duplicates and the
+axolotl config.
 
 Real OUTPUT folders come from the pipeline run in-process against the fake
 server; the dedup and split rules are also checked on hand-made rows. Needs
@@ -29,10 +30,10 @@ from dataset_assembly.chat_template import (
     render_llama3,
     sharegpt_to_messages,
 )
-from dataset_assembly.near_duplicates import ContainmentIndex, NearDuplicateIndex, jaccard, normalise, word_set
 from dataset_assembly.output_folders import TrainingDataError, load_output_folder
 from dataset_assembly.writing import write_training_folder
 from generation_functions.datasets import MASTER_LIST, PLAIN_QA, PRETRAINING_JSONL, SHAREGPT_NO_RAG, SHAREGPT_RAG
+from generation_functions.near_duplicates import ContainmentIndex, NearDuplicateIndex, jaccard, normalise, word_set
 from tests.conftest import REPO
 
 CONFIG_DIR = REPO / "_model_training_configs_and_data"

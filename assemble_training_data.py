@@ -1,17 +1,18 @@
 """Assemble one training folder from one or more Verustoolkit OUTPUT folders.
 
     python assemble_training_data.py OUTPUT [OUTPUT ...] --dest training_data \
-        [--eval-fraction 0.05] [--seed 42] [--similarity 0.8]
+        [--eval-fraction 0.05] [--seed 42] [--similarity 0.8] [--tokenizer PATH]
 
 Combines the datasets of every OUTPUT folder, removes duplicate documents and
 conversations and near-duplicate questions, holds out an evaluation split the
 model never sees, shuffles with the seed and writes DEST with a dataset card
 (DEST/README.md). The axolotl configuration in _model_training_configs_and_data/
-trains on DEST. See the README (Training an LLM with your new data) and
-generation_functions/training_data.py.
+trains on DEST. See the README (Training an LLM with your new data) and the
+dataset_assembly package.
 
 Exit codes: 0 done; 2 a missing folder, a folder without datasets, a bad
-option or an unusable --dest (nothing is written).
+option, a --tokenizer that cannot be read or an unusable --dest (nothing is
+written).
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from generation_functions.output_folders import TrainingDataError, load_output_folder
-from generation_functions.training_data import (
-    CARD,
-    AssembleOptions,
-    unique_labels,
-    write_training_folder,
-)
+from dataset_assembly.assembly import AssembleOptions, unique_labels
+from dataset_assembly.layout import CARD
+from dataset_assembly.output_folders import TrainingDataError, load_output_folder
+from dataset_assembly.token_counting import TokenizerLoadError
+from dataset_assembly.writing import write_training_folder
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -43,7 +42,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="seed of the shuffle and the eval draw (default: 42)")
     parser.add_argument("--similarity", type=float, default=0.8,
                         help="word-set Jaccard similarity from which two questions count as duplicates (default: 0.8)")
-    parser.add_argument("--no-tiktoken", action="store_true", help="count tokens as characters / 4 even if tiktoken is installed")
+    parser.add_argument("--tokenizer", type=Path, metavar="PATH",
+                        help="the base model's tokenizer (tokenizer.json, or a Hugging Face model folder) for exact "
+                             "token counts on the dataset card; read offline")
+    parser.add_argument("--no-tiktoken", action="store_true",
+                        help="without --tokenizer, estimate tokens as characters / 4 even if tiktoken is installed")
     return parser.parse_args(argv)
 
 
@@ -60,12 +63,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             seed=args.seed,
             similarity=args.similarity,
             prefer_tiktoken=not args.no_tiktoken,
+            tokenizer=args.tokenizer,
         )
         command = "python assemble_training_data.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
         )
         manifest = write_training_folder(folders, args.dest, options, command=command)
-    except TrainingDataError as exc:
+    except (TrainingDataError, TokenizerLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     files = manifest["files"]
@@ -74,7 +78,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"  {name}: {entry['rows']} rows, {entry['tokens']} tokens")
     for reason, count in manifest["removed"].items():
         print(f"  removed {count} {reason}")
-    print(f"  tokens counted with {manifest['token_count_method']}")
+    print(f"  tokens: {manifest['token_count_method']}")
     return 0
 
 

@@ -29,8 +29,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "verus_llama3_8b_galore.yaml"
 
 
-def main(argv: list[str]) -> int:
-    import yaml
+# One bf16 GPU of compute capability 9.0 (an H100): what the real config is written for.
+H100 = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 1, "n_node": 1, "compute_capability": "sm_90"}
+
+
+def axolotl_complaints(raw: dict, capabilities: dict) -> tuple[object, list[str]]:
+    """axolotl's validated config for `raw` (None when it is rejected) and every
+    complaint: the validators' own message, keys the schema does not know (pydantic
+    would drop them silently, so a typo would vanish), an unknown optimizer."""
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
@@ -40,10 +46,6 @@ def main(argv: list[str]) -> int:
         torch_version = torch.__version__.split("+")[0]
     except ImportError:
         torch_version = None
-
-    path = Path(argv[0]) if argv else DEFAULT_CONFIG
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    capabilities = {"bf16": True, "fp8": False, "tf32": True, "n_gpu": 1, "n_node": 1, "compute_capability": "sm_90"}
     try:
         cfg = validate_config(
             DictDefault(raw),
@@ -51,27 +53,39 @@ def main(argv: list[str]) -> int:
             env_capabilities={"torch_version": torch_version},
         )
     except Exception as exc:  # pydantic.ValidationError or a validator's ValueError
-        print(f"invalid: {path}\n{exc}")
-        return 1
-    import axolotl
-
+        return None, [str(exc)]
+    complaints = []
     unknown = sorted(set(raw) - set(cfg))
-    print(
-        f"valid: {path} (axolotl {getattr(axolotl, '__version__', '?')}): optimizer={cfg['optimizer']}, "
-        f"sequence_len={cfg['sequence_len']}, sample_packing={cfg['sample_packing']}, "
-        f"datasets={len(cfg['datasets'])}, test_datasets={len(cfg.get('test_datasets') or [])}"
-    )
     if unknown:
-        # pydantic ignores keys the schema does not know; a typo would vanish silently.
-        print(f"keys axolotl does not know: {', '.join(unknown)}")
-        return 1
+        complaints.append(f"keys axolotl does not know: {', '.join(unknown)}")
     # axolotl's schema takes any string as optimizer; transformers decides later.
     from axolotl.utils.schemas.enums import CustomSupportedOptimizers
     from transformers.training_args import OptimizerNames
 
     known = {o.value for o in OptimizerNames} | {o.value for o in CustomSupportedOptimizers}
     if cfg["optimizer"] not in known:
-        print(f"unknown optimizer {cfg['optimizer']!r} (neither transformers nor axolotl has it)")
+        complaints.append(f"unknown optimizer {cfg['optimizer']!r} (neither transformers nor axolotl has it)")
+    return cfg, complaints
+
+
+def main(argv: list[str]) -> int:
+    import yaml
+
+    path = Path(argv[0]) if argv else DEFAULT_CONFIG
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg, complaints = axolotl_complaints(raw, H100)
+    if cfg is None:
+        print(f"invalid: {path}\n{complaints[0]}")
+        return 1
+    import axolotl
+
+    print(
+        f"valid: {path} (axolotl {getattr(axolotl, '__version__', '?')}): optimizer={cfg['optimizer']}, "
+        f"sequence_len={cfg['sequence_len']}, sample_packing={cfg['sample_packing']}, "
+        f"datasets={len(cfg['datasets'])}, test_datasets={len(cfg.get('test_datasets') or [])}"
+    )
+    if complaints:
+        print("\n".join(complaints))
         return 1
     if str(cfg["optimizer"]).startswith("galore"):
         return check_galore(cfg)

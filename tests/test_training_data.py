@@ -1,5 +1,6 @@
-"""assemble_training_data.py, the generation_functions modules behind it (training_data,
-output_folders, near_duplicates, chat_template) and the axolotl config.
+"""assemble_training_data.py, the dataset_assembly package behind it (assembly, holdout,
+writing, card, output_folders, chat_template), generation_functions.near_duplicates and the
+axolotl config.
 
 Real OUTPUT folders come from the pipeline run in-process against the fake
 server; the dedup and split rules are also checked on hand-made rows. Needs
@@ -22,16 +23,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generation_functions.datasets import MASTER_LIST, PLAIN_QA, PRETRAINING_JSONL, SHAREGPT_NO_RAG, SHAREGPT_RAG
-from generation_functions.chat_template import (
+from dataset_assembly.assembly import AssembleOptions, assemble, unique_labels
+from dataset_assembly.chat_template import (
     ChatTemplateError,
     check_conversation_shape,
     render_llama3,
     sharegpt_to_messages,
 )
+from dataset_assembly.output_folders import TrainingDataError, load_output_folder
+from dataset_assembly.writing import write_training_folder
+from generation_functions.datasets import MASTER_LIST, PLAIN_QA, PRETRAINING_JSONL, SHAREGPT_NO_RAG, SHAREGPT_RAG
 from generation_functions.near_duplicates import ContainmentIndex, NearDuplicateIndex, jaccard, normalise, word_set
-from generation_functions.output_folders import TrainingDataError, load_output_folder
-from generation_functions.training_data import AssembleOptions, assemble, unique_labels, write_training_folder
 from tests.conftest import REPO
 
 CONFIG_DIR = REPO / "_model_training_configs_and_data"

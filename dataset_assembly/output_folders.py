@@ -3,7 +3,7 @@
 Loads its pretraining documents, question/answer pairs, conversations (no-RAG
 and RAG forms linked through master_list.jsonl), run report and stored prompt
 templates, and counts the rows it had to skip. Nothing is deduplicated or
-written here; that is training_data's job.
+written here; that is the assembly's job (assembly.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from generation_functions.chat_template import check_conversation_shape
+from dataset_assembly.chat_template import check_conversation_shape
 from generation_functions.datasets import (
     MASTER_LIST,
     PLAIN_QA,

@@ -140,8 +140,8 @@ def _prompts_section(manifest: dict[str, Any]) -> list[str]:
     for entry in manifest["prompts"]:
         first = entry.get("first_line", "").replace("|", "\\|")
         used = ", ".join(entry.get("folders", [])) or f"{_fmt(entry.get('conversations', 0))} conversations"
-        if "calls_total" in entry:
-            used += f" ({_fmt(entry['calls_total'])} calls)"
+        if "calls" in entry:
+            used += f" ({_fmt(entry['calls'])} calls)"
         lines.append(f"| {entry['step']} | `{entry['file']}` | {used} | {first} |")
     if not manifest["prompts"]:
         lines.append("| (none found: the folders hold no calls/ records or conversations) | | | |")

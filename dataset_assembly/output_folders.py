@@ -62,8 +62,7 @@ class Conversation:
 class PromptUse:
     folder: str
     step: str
-    calls_read: int
-    calls_total: int
+    calls: int  # the step's calls in the folder's call log (each names its template)
     text: str  # the prompt template, placeholders unfilled
 
     @property
@@ -137,7 +136,7 @@ def read_prompt_uses(folder: Path, label: str) -> list[PromptUse]:
             except (OSError, ValueError):
                 continue
             if isinstance(record, dict) and "prompt" in record:
-                uses.append(PromptUse(label, step_dir.name, calls, calls, _prompt_text(record["prompt"])))
+                uses.append(PromptUse(label, step_dir.name, calls, _prompt_text(record["prompt"])))
     return uses
 
 

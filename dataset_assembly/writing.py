@@ -118,11 +118,10 @@ def _write_step_prompts(staging: Path, folders: Sequence[OutputFolder]) -> dict[
                 with atomic_text_file(staging / PROMPTS_DIR / name) as handle:
                     handle.write(use.text)
                 entry = written[name] = {"step": use.step, "file": f"{PROMPTS_DIR}/{name}", "sha256_12": use.digest,
-                                         "folders": [], "calls_read": 0, "calls_total": 0, "chars": len(use.text),
+                                         "folders": [], "calls": 0, "chars": len(use.text),
                                          "first_line": _first_line(use.text)}
             entry["folders"].append(folder.label)
-            entry["calls_read"] += use.calls_read
-            entry["calls_total"] += use.calls_total
+            entry["calls"] += use.calls
     return written
 
 

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional, TypeVar
@@ -97,6 +96,7 @@ class RunContext:
     output_dir: Path
     progress: "ProgressSink"
     paths: PathEstimator
+    corpus: "CorpusSearch"
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,11 @@ async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number:
     record["answer_votes"] = [vote.yes, vote.no]
     if not vote.decision:
         return _tossed(ctx, chunk, record, "answer_check", _vote_reason(vote, "voted inaccurate"), vote)
+    if parsers.is_unknown_answer(answer):
+        elsewhere = await answered_elsewhere(ctx, chunk, values, slot)
+        if elsewhere:
+            record["answered_in"] = elsewhere
+            return _tossed(ctx, chunk, record, "answer_check", "says unknown, but another chunk answers it", None)
     ctx.report.keep("answer_check", chunk.source)
 
     REQUEST_PRIORITY.set(ctx.paths.priority(CONTEXT_REPAIR, size))
@@ -207,6 +212,53 @@ async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number:
     ctx.report.keep("context_repair", chunk.source)
     record["kept"] = True
     return record
+
+
+# How many other chunks a "not known" answer is checked against.
+ELSEWHERE_CANDIDATES = 3
+
+
+async def answered_elsewhere(ctx: RunContext, chunk: Chunk, values: dict[str, str], slot: str) -> str:
+    """For an answer that says the detail is not known: the first other chunk of the corpus
+    that the question check finds able to answer the question ("file, chunk n"), or "".
+    Negative data must not teach the model to deny what the documents do say."""
+    index = await ctx.corpus.open()
+    hits = index.search(values["question"], ELSEWHERE_CANDIDATES, [chunk.key])
+    for number, hit in enumerate(hits):
+        other = {**values, "text": hit.text, "textdetails": hit.label}
+        vote = await majority_vote(ctx.steps[QUESTION_CHECK], other, ctx.config.system.DOUBLE_CHECK_COUNTER, f"{slot}/elsewhere{number}")
+        if vote.decision:
+            return hit.label
+    return ""
+
+
+class CorpusSearch:
+    """The run's search index over its documents (the one chat.py uses), built on first use."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._index: Any = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> Any:
+        async with self._lock:
+            if self._index is None:
+                from retrieval.search import update_index
+
+                self._index, _ = await asyncio.to_thread(update_index, self.config, "input", pipeline_index_path(self.config))
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+
+def pipeline_index_path(config: Config) -> Path:
+    """The index of the run's documents: chat.py's own when that one indexes PATH.INPUT too."""
+    if config.retrieval.SOURCE == "input":
+        return config.retrieval_index_path
+    return config.output_dir / "retrieval_input.sqlite"
 
 
 def _tossed(
@@ -527,7 +579,7 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
         )
         for step in STEPS
     }
-    ctx = RunContext(config, steps, report, output_dir, progress, paths)
+    ctx = RunContext(config, steps, report, output_dir, progress, paths, CorpusSearch(config))
     index = ChunkIndex()
     pretraining = PretrainingWriter(output_dir)
     try:
@@ -539,6 +591,7 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
         _write_report(ctx, engines, store, started, status=f"stopped: {_describe_stop(exc)}")
         raise
     finally:
+        ctx.corpus.close()  # reopened (and brought up to date) for the RAG rows
         progress.close()
         await engines.close()
         store.close()
@@ -547,32 +600,27 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     if not index.keys:
         raise InputError(f"no text to work on in {config.input_dir} (every file was empty or unreadable)")
     quality = QualityTally()
-    with rag_rows_for(config) as rag_rows:
+    try:
         counts = write_datasets(
             output_dir,
             tallied(iter_results(output_dir, index.keys), quality),
             config.system.no_rag_prompts,
             config.system.rag_prompts,
-            rag_rows,
+            await rag_rows_for(config, ctx.corpus),
         )
+    finally:
+        ctx.corpus.close()
     return _write_report(ctx, engines, store, started, status="finished", outputs=counts, quality=quality.as_dict())
 
 
-@contextmanager
-def rag_rows_for(config: Config) -> Iterator[RagRows]:
-    """RAG rows whose context is what retrieval returns: the search index over the run's documents
-    (RETRIEVAL.SOURCE, lexical, so every rerun draws the same neighbours)."""
+async def rag_rows_for(config: Config, corpus: CorpusSearch) -> RagRows:
+    """RAG rows whose context is what retrieval returns: the lexical search index over the run's
+    documents, so every rerun draws the same neighbours."""
     settings = RagRowSettings.from_config(config.system)
     if not settings.searches:
-        yield RagRows(settings, None)
-        return
-    from retrieval.search import update_index
-
-    index, _ = update_index(config)
-    try:
-        yield RagRows(settings, lambda question, k, exclude: [hit.text for hit in index.search(question, k, exclude)])
-    finally:
-        index.close()
+        return RagRows(settings, None)
+    index = await corpus.open()
+    return RagRows(settings, lambda question, k, exclude: [hit.text for hit in index.search(question, k, exclude)])
 
 
 def _describe_stop(exc: BaseException) -> str:

@@ -287,3 +287,22 @@ def parse_judgment(text: str) -> tuple[str, str]:
     reasons = list(_REASON_LINE.finditer(masked))
     reason = normalized[reasons[-1].start(1):reasons[-1].end(1)].strip(" *") if reasons else ""
     return grade, reason
+
+
+# An answer that says the assistant cannot give the detail (the negative prompt set's kind B),
+# in the ways models write it. Matched on the answer's opening, where such answers say so.
+_UNKNOWN_ANSWER = re.compile(
+    r"\b(?:I\s+(?:do\s*n[o']t|don't|cannot|can't|can\s*not)\s+(?:have\s+(?:any\s+)?(?:reliable\s+)?information|know|say|state|tell|find)"
+    r"|(?:is|are)\s*n[o']?t\s+(?:mentioned|covered|stated|specified|given|documented)"
+    r"|(?:does|do)\s*n[o']?t\s+(?:say|mention|cover|state|specify|give|document)"
+    r"|no\s+(?:reliable\s+)?information\s+(?:about|on)"
+    r"|won't\s+guess|will\s+not\s+guess)",
+    re.IGNORECASE,
+)
+
+
+def is_unknown_answer(answer: str) -> bool:
+    """True for an answer whose point is that the detail is not known or not given
+    ("I don't have reliable information about ...", "the documentation does not say ...")."""
+    opening = " ".join(answer.split())[:240]
+    return _UNKNOWN_ANSWER.search(opening) is not None

@@ -39,6 +39,31 @@ class _NoRequests:
         pass
 
 
+class _StoredCorpus:
+    """The run's search index as the last run left it (searched, never brought up to date):
+    a replay must find the same other chunks the run checked; without an index, it would request."""
+
+    def __init__(self, config: Config):
+        from control_flow_functions import pipeline_index_path
+
+        self.path = pipeline_index_path(config)
+        self._index: Any = None
+
+    async def open(self) -> Any:
+        if self._index is None:
+            if not self.path.is_file():
+                raise WouldRequest
+            from retrieval.index import RetrievalIndex
+
+            self._index = RetrievalIndex(self.path)
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+
 @dataclass(frozen=True)
 class ChunkReuse:
     stored_calls: int  # calls the replay found stored, and a rerun would reuse
@@ -66,7 +91,7 @@ class ChunkReplayer:
         }
         chain = [step.prompt_name for step in active_steps(config)]
         paths = PathEstimator(chain, writer=QUESTION_GENERATION, conversation=CONVERSATION)
-        self._ctx = RunContext(config, steps, RunReport(), Path(self._scratch.name), ProgressSink(), paths)
+        self._ctx = RunContext(config, steps, RunReport(), Path(self._scratch.name), ProgressSink(), paths, _StoredCorpus(config))
 
     async def replay(self, chunk: Chunk) -> ChunkReuse:
         from control_flow_functions import process_chunk
@@ -82,6 +107,7 @@ class ChunkReplayer:
 
     def close(self) -> None:
         self.store.close()
+        self._ctx.corpus.close()
         self._scratch.cleanup()
 
 

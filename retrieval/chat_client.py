@@ -37,6 +37,10 @@ class ChatSettings:
     temperature: float = 0.7
     max_tokens: int = 1024
     stop: tuple[str, ...] = ()
+    # Where the person chooses the server and the model, for the messages that say how to fix one
+    # (chat.py's options; the WebUI names its fields).
+    base_url_hint: str = "--base-url"
+    model_hint: str = "--model"
 
     @classmethod
     def from_config(cls, config, base_url: Optional[str] = None, model: Optional[str] = None, **overrides) -> "ChatSettings":
@@ -152,17 +156,18 @@ class ChatClient:
             listing = f" It serves: {', '.join(served)}." if served else ""
             return UnknownModel(
                 f"the model server at {self.base_url} does not serve model {self.settings.model!r} ({detail}).{listing} "
-                "Choose one with --model."
+                f"Choose one with {self.settings.model_hint}."
             )
         return RequestRejected(f"the model server at {self.base_url} refused the request (HTTP {status}): {detail}")
 
     def _unreachable(self, what: str) -> str:
+        hint = self.settings.base_url_hint
         return (
             f"no model server answers at {self.base_url} ({what}). Start one, for example\n"
-            "  llama.cpp:  llama-server -m model.gguf --port 8080      -> --base-url http://127.0.0.1:8080/v1\n"
-            "  Ollama:     ollama serve                                -> --base-url http://127.0.0.1:11434/v1\n"
-            "  vLLM:       vllm serve MODEL --port 8000                -> --base-url http://127.0.0.1:8000/v1\n"
-            "or point --base-url (or API.BASE_URL) at the server you have."
+            f"  llama.cpp:  llama-server -m model.gguf --port 8080      -> {hint} http://127.0.0.1:8080/v1\n"
+            f"  Ollama:     ollama serve                                -> {hint} http://127.0.0.1:11434/v1\n"
+            f"  vLLM:       vllm serve MODEL --port 8000                -> {hint} http://127.0.0.1:8000/v1\n"
+            f"or point {hint} (or API.BASE_URL) at the server you have."
         )
 
 

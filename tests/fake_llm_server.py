@@ -250,6 +250,8 @@ class FakeLLMServer:
         models: Optional[list[str]] = None,
         streaming: bool = True,
         stream_delay: float = 0.0,
+        break_stream_after: Optional[int] = None,
+        break_stream_with: str = "error",
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.api_key = api_key
@@ -267,6 +269,11 @@ class FakeLLMServer:
         self.models = models
         self.streaming = streaming  # False: answer "stream": true with one JSON body, as some servers do
         self.stream_delay = stream_delay  # seconds between streamed pieces
+        # A stream that breaks after this many content pieces (None: never), with an error
+        # event as llama.cpp and vLLM send ("error") or by hanging up ("drop"). Read per
+        # request, so a test can set it on a running server.
+        self.break_stream_after = break_stream_after
+        self.break_stream_with = break_stream_with
         # Server capacity: at most this many requests are served at once; the
         # rest queue, as on a GPU server with a fixed batch size (0: unlimited).
         self._capacity_limit = capacity
@@ -478,12 +485,24 @@ class FakeLLMServer:
         for number, delta in enumerate(deltas):
             if number and self.stream_delay:
                 await asyncio.sleep(self.stream_delay)
+            if self.break_stream_after is not None and number > self.break_stream_after:
+                return await self._break_stream(http, response)
             chunk = {"id": ident, "object": "chat.completion.chunk", "created": 0, "model": request.model,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         final = {"id": ident, "object": "chat.completion.chunk", "created": 0, "model": request.model,
                  "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _break_stream(self, http: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        """End a stream mid-answer: an error event then [DONE], or a dropped connection."""
+        if self.break_stream_with == "drop":
+            http.transport.close()
+            raise asyncio.CancelledError()
+        error = {"error": {"message": "injected mid-stream failure: the model ran out of memory", "type": "server_error"}}
+        await response.write(b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n")
         await response.write_eof()
         return response
 

@@ -1,13 +1,13 @@
-"""The WebUI page: gradio widgets in four tabs, wired to the webui modules.
+"""The WebUI page: gradio widgets in five tabs, wired to the webui modules.
 
 Nothing here decides anything: what a widget does lives in the modules it
 calls (settings_form, config_file, uploads, run_controller, checks, results,
-rendering, downloads), which are tested without a browser.
+rendering, downloads, chat_tab, chat_view), which are tested without a browser.
 
 What the server decides, never the browser: where uploads go (PATH.INPUT as
 saved in the config file), which OUTPUT the Results tab reads (the run's, or
 the saved one), and the API key (never sent to the page; an empty field keeps
-the saved one).
+the saved one; the Chat tab sends it only to the saved API.BASE_URL servers).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from generation_functions.datasets import DATASET_FILES, RUN_REPORT
-from webui import checks, rendering
+from generation_functions.errors import ConfigError
+from webui import chat_view, checks, rendering
+from webui.chat_tab import CUSTOM, LARGE, ChatOptions, ChatService, model_choices
 from webui.config_file import (
     Problems,
     describe_problems,
@@ -74,6 +76,11 @@ class AppContext:
     fields: list[SettingField] = field(default_factory=setting_fields)
     controller: RunController = field(default_factory=RunController)
     help_texts: dict[str, str] = field(default_factory=dict)
+    chat: Optional[ChatService] = None  # made from config_path; its search index opens on the first question
+
+    def __post_init__(self) -> None:
+        if self.chat is None:
+            self.chat = ChatService(self.config_path)
 
     def stored(self) -> dict:
         return stored_settings(self.config_path)
@@ -203,12 +210,15 @@ def build_app(config_path: Path, app_dir: Path, downloads: DownloadStage) -> tup
                 run_tab = _run_tab(gr)
             with gr.Tab("Results", id="results"):
                 results_tab = _results_tab(gr)
+            with gr.Tab("Chat", id="chat"):
+                chat_tab = _chat_tab(gr)
         setting_inputs = [widgets[f.name] for f in ctx.fields]
         _wire_documents(gr, ctx, documents, widgets)
         _wire_settings(gr, app, ctx, settings_tab, setting_inputs, load_message)
         _wire_run(gr, app, ctx, run_tab, results_tab, setting_inputs)
         _wire_results(gr, app, ctx, results_tab)
-    return app, rendering.CSS + key_label_css(ctx.fields)
+        _wire_chat(gr, app, ctx, chat_tab)
+    return app, rendering.CSS + chat_view.CSS + key_label_css(ctx.fields)
 
 
 def _load_text(problem: str) -> str:
@@ -286,6 +296,40 @@ def _results_tab(gr: Any) -> dict[str, Any]:
     parts["pairs"] = gr.HTML("", elem_id="pairs")
     gr.Markdown("### Chunks without questions or conversation")
     parts["failed"] = gr.HTML("", elem_id="failed-chunks")
+    return parts
+
+
+def _chat_tab(gr: Any) -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    gr.Markdown(
+        "Ask a model about your documents. Each question is searched in the documents; the chunks found go into "
+        "the system prompt exactly as in the RAG training data (`FINAL_ASSISTANT_PROMPT_RAG`), followed by the "
+        "conversation so far. The chat uses the **saved** config (save your settings first); the API key stays "
+        "on the server and goes only to the `API.BASE_URL` servers."
+    )
+    with gr.Row():
+        parts["model"] = gr.Dropdown(choices=model_choices(None), value=LARGE, label="Model", scale=3, elem_id="chat-model")
+        parts["base_url"] = gr.Textbox(
+            label="Base URL", placeholder="empty: the first API.BASE_URL", visible=False, scale=3, elem_id="chat-base-url"
+        )
+        parts["custom_model"] = gr.Textbox(label="Model name", placeholder="e.g. verus-8b", visible=False, scale=2, elem_id="chat-custom-model")
+    with gr.Row():
+        parts["rag"] = gr.Checkbox(
+            value=True, label="Search the documents (RAG)", scale=2, elem_id="chat-rag",
+            info="Off: the no-RAG prompt alone, what the model learned.",
+        )
+        parts["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Chunks per question (top-k)", scale=3, elem_id="chat-top-k")
+    parts["status"] = gr.HTML("", elem_id="chat-status")
+    parts["log"] = gr.HTML(chat_view.EMPTY, autoscroll=True, max_height=700, elem_id="chat-log")
+    with gr.Row():
+        parts["question"] = gr.Textbox(
+            label="Question", placeholder="Ask about your documents (Enter sends)", lines=1, max_lines=6, scale=6, elem_id="chat-question"
+        )
+        with gr.Column(scale=1, min_width=120):
+            parts["send"] = gr.Button("Send", variant="primary", elem_id="chat-send")
+            parts["clear"] = gr.Button("Clear", elem_id="chat-clear")
+    parts["update_index"] = gr.Button("Build or update the search index now", size="sm", elem_id="chat-update-index")
+    parts["turns"] = gr.State([])
     return parts
 
 
@@ -425,6 +469,49 @@ def _wire_results(gr: Any, app: Any, ctx: AppContext, results: dict) -> None:
     results["fate"].change(show_pairs, inputs=[results["search"], results["fate"]], outputs=results["pairs"])
     # Filled when the page opens, so that an earlier run's results can be browsed at once.
     app.load(refresh, outputs=_result_outputs(results))
+
+
+def _wire_chat(gr: Any, app: Any, ctx: AppContext, chat: dict) -> None:
+    inputs = [chat[name] for name in ("question", "model", "base_url", "custom_model", "rag", "top_k", "turns")]
+    outputs = [chat["log"], chat["status"], chat["turns"], chat["question"]]
+
+    async def send(question, choice, base_url, model, rag, top_k, turns):
+        options = ChatOptions(choice or LARGE, base_url or "", model or "", bool(rag), int(top_k) if top_k else None)
+        turns = turns if turns is not None else []
+        cleared = False
+        async for log_html, status in chat_view.page_values(ctx.chat.ask(question or "", options, turns)):
+            # The question box is emptied once: whatever is typed during the answer stays.
+            yield log_html, status, turns, (gr.skip() if cleared else "")
+            cleared = True
+
+    def clear() -> tuple:
+        return chat_view.EMPTY, chat_view.status_html(ctx.chat.intro_status()), [], ""
+
+    async def update_index() -> str:
+        update = await ctx.chat.update_index()
+        return chat_view.status_html(update.status, update.problem)
+
+    def choose_model(choice: str) -> tuple:
+        custom = choice == CUSTOM
+        return gr.update(visible=custom), gr.update(visible=custom)
+
+    def on_page_load() -> tuple:
+        """The saved config's model names and TOP_K; nothing is indexed before a question."""
+        try:
+            config = ctx.chat.saved_config()
+        except ConfigError:  # shown at the first question
+            config = None
+        top_k = config.retrieval.TOP_K if config is not None else gr.skip()
+        return gr.update(choices=model_choices(config)), top_k, chat_view.status_html(ctx.chat.intro_status())
+
+    # trigger_mode="once": a second Enter while an answer streams is ignored, not queued beside it.
+    sent = chat["send"].click(send, inputs=inputs, outputs=outputs, trigger_mode="once")
+    submitted = chat["question"].submit(send, inputs=inputs, outputs=outputs, trigger_mode="once")
+    chat["clear"].click(clear, outputs=outputs, cancels=[sent, submitted])
+    chat["update_index"].click(update_index, outputs=chat["status"])
+    chat["model"].change(choose_model, inputs=chat["model"], outputs=[chat["base_url"], chat["custom_model"]])
+    chat["rag"].change(lambda rag: gr.update(interactive=bool(rag)), inputs=chat["rag"], outputs=chat["top_k"])
+    app.load(on_page_load, outputs=[chat["model"], chat["top_k"], chat["status"]])
 
 
 def _result_outputs(results: dict) -> list[Any]:

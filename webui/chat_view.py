@@ -28,6 +28,21 @@ CSS = """
 .vt-chat-status-problem { color: #b91c1c; }
 """
 
+# Every update re-renders the whole chat, which would close a source the person opened while
+# another answer streams in: remember which ones are open, and open them again after each update.
+KEEP_SOURCES_OPEN_JS = """
+const open = new Set();
+const name = (d) => (d.closest('[data-turn]') || {dataset: {}}).dataset.turn + ':' + d.dataset.source;
+element.addEventListener('toggle', (event) => {
+  const d = event.target;
+  if (d.matches && d.matches('details.vt-source')) { d.open ? open.add(name(d)) : open.delete(name(d)); }
+}, true);
+watch('value', () => {
+  if (!element.querySelector('[data-turn]')) { open.clear(); return; }
+  element.querySelectorAll('details.vt-source').forEach((d) => { if (open.has(name(d))) d.open = true; });
+});
+"""
+
 EMPTY = (
     '<div class="vt-chatlog vt-empty"><p>Ask a question about your documents. The answer streams in here, '
     "with the chunks the model was given beside it.</p></div>"

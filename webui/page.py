@@ -320,7 +320,9 @@ def _chat_tab(gr: Any) -> dict[str, Any]:
         )
         parts["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Chunks per question (top-k)", scale=3, elem_id="chat-top-k")
     parts["status"] = gr.HTML("", elem_id="chat-status")
-    parts["log"] = gr.HTML(chat_view.EMPTY, autoscroll=True, max_height=700, elem_id="chat-log")
+    parts["log"] = gr.HTML(
+        chat_view.EMPTY, autoscroll=True, max_height=700, js_on_load=chat_view.KEEP_SOURCES_OPEN_JS, elem_id="chat-log"
+    )
     with gr.Row():
         parts["question"] = gr.Textbox(
             label="Question", placeholder="Ask about your documents (Enter sends)", lines=1, max_lines=6, scale=6, elem_id="chat-question"

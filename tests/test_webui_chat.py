@@ -300,3 +300,48 @@ def test_an_empty_question_asks_nothing(tmp_path):
         turns, pages = run(ask(ChatService(chat_config(tmp_path, server)), ["   "]))
         assert server.count() == 0
     assert turns == [] and "Type a question first." in pages[-1][1]
+
+
+# ---------------------------------------------------------------- clients, and the benchmark
+
+
+def test_a_chat_client_is_kept_between_questions_and_the_oldest_closed():
+    from retrieval.chat_client import ChatSettings
+    from webui.chat_tab import ClientPool
+
+    async def scenario():
+        pool = ClientPool(size=2)
+        first = await pool.get(ChatSettings("http://127.0.0.1:9/v1", "a"))
+        again = await pool.get(ChatSettings("http://127.0.0.1:9/v1", "a"))
+        second = await pool.get(ChatSettings("http://127.0.0.1:9/v1", "b"))
+        await pool.get(ChatSettings("http://127.0.0.1:9/v1", "a"))  # "a" is now the most recent
+        await pool.get(ChatSettings("http://127.0.0.1:9/v1", "c"))  # so "b" goes
+        closed = (first._client.is_closed, second._client.is_closed)
+        await pool.close()
+        return first is again, closed, first._client.is_closed
+
+    same, closed, closed_at_end = run(scenario())
+    assert same and closed == (False, True) and closed_at_end
+
+
+def test_the_benchmark_runs_and_reports_its_figures(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    pairs = "\n\n".join(f"**QUESTION:**\nWhat does Verus question {i} ask about staking?\n\n**ANSWER:**\nAnswer {i}." for i in range(5))
+    row = {"step": "question_generation", "last_user_message": 'Text:\n"""\nVerus staking text.\n"""', "response": pairs}
+    (tmp_path / "question_generation.jsonl").write_text(json.dumps(row) + "\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_chat_tab.py"), "--corpus", str(REPO / "raw_text_input"),
+         "--generations", str(tmp_path), "--questions", "4", "--turns", "2", "--json", str(tmp_path / "figures.json")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["questions"] == 4 and "indexed now" in figures["index"]
+    for numbers in (figures["rag"]["first_word"], figures["rag"]["search"], figures["no_rag"]["first_word"]):
+        assert 0 < numbers["min_ms"] <= numbers["median_ms"] <= numbers["max_ms"]
+    assert "first streamed word, RAG on" in result.stdout

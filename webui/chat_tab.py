@@ -245,12 +245,40 @@ class ChatUpdate:
     problem: bool = False
 
 
+class ClientPool:
+    """Chat clients kept between questions: making one costs about 30 ms (httpx loads the TLS
+    certificates), and a kept one reuses its open connection to the server."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._clients: dict[ChatSettings, ChatClient] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    async def get(self, settings: ChatSettings) -> ChatClient:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a client's connections belong to the loop that opened them
+            self._clients, self._loop = {}, loop
+        client = self._clients.pop(settings, None)
+        if client is None:
+            client = ChatClient(settings)
+            while len(self._clients) >= self.size:
+                await self._clients.pop(next(iter(self._clients))).close()  # the least recently used
+        self._clients[settings] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
 class ChatService:
     """One per app: reads the saved config for every question, so a saved change applies at once."""
 
     def __init__(self, config_path: Path, keeper: Optional[IndexKeeper] = None):
         self.config_path = Path(config_path)
         self.keeper = keeper or IndexKeeper()
+        self.clients = ClientPool()
 
     def saved_config(self) -> Config:
         return load_config(self.config_path, check_input=False)
@@ -315,7 +343,7 @@ class ChatService:
             yield update
 
     async def _stream(self, turns, turn, settings, config, retriever, options, earlier, status, started, check_seconds):
-        client = ChatClient(settings)
+        client = await self.clients.get(settings)
         top_k = options.top_k or config.retrieval.TOP_K
         session = ChatSession(client, config.system, retriever, top_k, history=earlier)
         searching = time.perf_counter()
@@ -354,8 +382,6 @@ class ChatService:
                 yield ChatUpdate(turns, status, True)
             else:
                 yield self._fail(turns, turn, f"unexpected error ({type(exc).__name__}: {exc})", status)
-        finally:
-            await client.close()
 
     @staticmethod
     def _fail(turns: list[ChatTurn], turn: ChatTurn, message: str, status: str = "") -> ChatUpdate:

@@ -345,3 +345,19 @@ def test_the_benchmark_runs_and_reports_its_figures(tmp_path):
     for numbers in (figures["rag"]["first_word"], figures["rag"]["search"], figures["no_rag"]["first_word"]):
         assert 0 < numbers["min_ms"] <= numbers["median_ms"] <= numbers["max_ms"]
     assert "first streamed word, RAG on" in result.stdout
+
+
+def test_clearing_the_conversation_stops_the_answer_that_streams(tmp_path):
+    with FakeLLMServer(stream_delay=0.1) as server:
+        service = ChatService(chat_config(tmp_path, server))
+
+        async def scenario():
+            turns, pages = [], []
+            async for page in page_values(service.ask("What is the average block time?", ChatOptions(), turns)):
+                pages.append(page)
+                if turns[0].answer:
+                    turns.clear()  # what the Clear button does to the session's list
+            return turns, pages
+
+        turns, pages = run(scenario())
+    assert turns == [] and len(pages) <= 3  # status, sources, the first words: then it stopped

@@ -123,6 +123,15 @@ def test_chat_streams_answers_with_sources_and_rag_can_be_switched_off(page, ser
         ask(page, "What is the average block time of Verus?")
         watch_answer(page, 1)
         assert [m["role"] for m in questions_asked(server)[-1].body["messages"]] == ["system", "user"]
+
+        # ---- Clear during an answer stops it: nothing more arrives
+        server.stream_delay = 0.4
+        ask(page, "Is there a minimum amount to stake?")
+        expect(page.locator('#chat-log [data-turn="2"] .vt-answer')).to_be_visible()
+        page.get_by_role("button", name="Clear").click()
+        expect(page.locator("#chat-log")).to_contain_text("Ask a question about your documents")
+        time.sleep(2.0)  # longer than the rest of the answer takes to stream
+        assert page.locator("#chat-log [data-turn]").count() == 0
     finally:
         server.stream_delay = 0.0
     if os.environ.get("VERUSTOOLKIT_SCREENSHOTS"):

@@ -23,6 +23,7 @@ turns them into the page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -196,21 +197,24 @@ class IndexKeeper:
             and (current.retriever.embedder is None or current.loop is asyncio.get_running_loop())
         )
 
-    async def needs_update(self, config: Config) -> bool:
-        """Whether the next question will build or update the index (for the status line)."""
+    async def check(self, config: Config) -> tuple[bool, object]:
+        """Whether the index needs building or updating (for the status line), and the signature
+        of its source now, to hand to retriever()."""
         signature = await asyncio.to_thread(source_signature, config)
-        return not self._is_current(config, signature)
+        return not self._is_current(config, signature), signature
 
     @property
     def built(self) -> bool:
         return self._open is not None
 
-    async def retriever(self, config: Config) -> tuple[Retriever, Optional[UpdateStats]]:
+    async def retriever(self, config: Config, signature: object = None) -> tuple[Retriever, Optional[UpdateStats]]:
         """The retriever over an up-to-date index, and the update's figures when one was made now.
+        `signature`: the source's, if check() just computed it.
 
         Raises InputError (no documents, no folder) and EngineError (the embedding server)."""
         async with self._loop_lock():
-            signature = await asyncio.to_thread(source_signature, config)
+            if signature is None:
+                signature = await asyncio.to_thread(source_signature, config)
             if self._is_current(config, signature):
                 return self._open.retriever, None
             try:
@@ -324,12 +328,13 @@ class ChatService:
         turn.model = settings.model
         retriever = None
         if options.rag:
-            if await self.keeper.needs_update(config):
+            checked = time.perf_counter()
+            stale, signature = await self.keeper.check(config)
+            if stale:
                 what = "Updating" if self.keeper.built else "Building"
                 yield ChatUpdate(turns, f"{what} the search index of {index_source_text(config)}…")
-            checked = time.perf_counter()
             try:
-                retriever, stats = await self.keeper.retriever(config)
+                retriever, stats = await self.keeper.retriever(config, signature)
             except (InputError, EngineError) as exc:
                 yield self._fail(turns, turn, _index_problem(exc))
                 return
@@ -349,39 +354,42 @@ class ChatService:
         searching = time.perf_counter()
         last_shown = 0.0
         try:
-            async for event in session.ask(turn.question):
-                if isinstance(event, Sources):
-                    turn.sources = event.hits
-                    turn.search_seconds = check_seconds + time.perf_counter() - searching if retriever else None
-                    turn.state = STREAMING
-                    yield ChatUpdate(turns, status)
-                elif isinstance(event, Piece):
-                    now = time.perf_counter()
-                    if turn.first_word_seconds is None:
-                        turn.first_word_seconds = now - started
-                    turn.answer += event.text
-                    if turn.answer and (now - last_shown >= STREAM_INTERVAL or last_shown == 0.0):
-                        last_shown = now
+            async with contextlib.aclosing(session.ask(turn.question)) as events:
+                async for event in events:
+                    if not any(shown is turn for shown in turns):
+                        return  # Clear emptied the conversation: stop, and close the answer's connection
+                    if isinstance(event, Sources):
+                        turn.sources = event.hits
+                        turn.search_seconds = check_seconds + time.perf_counter() - searching if retriever else None
+                        turn.state = STREAMING
                         yield ChatUpdate(turns, status)
-                elif isinstance(event, Answered):
-                    turn.answer = event.exchange.answer
-                    turn.state = DONE
-                    turn.total_seconds = time.perf_counter() - started
-                    yield ChatUpdate(turns, status)
+                    elif isinstance(event, Piece):
+                        now = time.perf_counter()
+                        if turn.first_word_seconds is None:
+                            turn.first_word_seconds = now - started
+                        turn.answer += event.text
+                        if turn.answer and (now - last_shown >= STREAM_INTERVAL or last_shown == 0.0):
+                            last_shown = now
+                            yield ChatUpdate(turns, status)
+                    elif isinstance(event, Answered):
+                        turn.answer = event.exchange.answer
+                        turn.state = DONE
+                        turn.total_seconds = time.perf_counter() - started
+                        yield ChatUpdate(turns, status)
         except EngineError as exc:
-            message = str(exc)
+            if turn.answer:
+                turn.state, turn.note = BROKEN, str(exc)
+                yield ChatUpdate(turns, status, True)
+            else:
+                yield self._fail(turns, turn, str(exc), status)
+        except Exception as exc:  # noqa: BLE001 - the page must say what happened, not hang
+            log.exception("the chat failed")
+            message = f"unexpected error ({type(exc).__name__}: {exc})"
             if turn.answer:
                 turn.state, turn.note = BROKEN, message
                 yield ChatUpdate(turns, status, True)
             else:
                 yield self._fail(turns, turn, message, status)
-        except Exception as exc:  # noqa: BLE001 - the page must say what happened, not hang
-            log.exception("the chat failed")
-            if turn.answer:
-                turn.state, turn.note = BROKEN, f"unexpected error ({type(exc).__name__}: {exc})"
-                yield ChatUpdate(turns, status, True)
-            else:
-                yield self._fail(turns, turn, f"unexpected error ({type(exc).__name__}: {exc})", status)
 
     @staticmethod
     def _fail(turns: list[ChatTurn], turn: ChatTurn, message: str, status: str = "") -> ChatUpdate:

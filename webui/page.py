@@ -486,8 +486,11 @@ def _wire_chat(gr: Any, app: Any, ctx: AppContext, chat: dict) -> None:
             yield log_html, status, turns, (gr.skip() if cleared else "")
             cleared = True
 
-    def clear() -> tuple:
-        return chat_view.EMPTY, chat_view.status_html(ctx.chat.intro_status()), [], ""
+    def clear(turns: Optional[list]) -> tuple:
+        # Emptied in place: an answer still streaming sees it and stops, even before gradio cancels it.
+        if turns is not None:
+            turns.clear()
+        return chat_view.EMPTY, chat_view.status_html(ctx.chat.intro_status()), turns if turns is not None else [], ""
 
     async def update_index() -> str:
         update = await ctx.chat.update_index()
@@ -509,7 +512,7 @@ def _wire_chat(gr: Any, app: Any, ctx: AppContext, chat: dict) -> None:
     # trigger_mode="once": a second Enter while an answer streams is ignored, not queued beside it.
     sent = chat["send"].click(send, inputs=inputs, outputs=outputs, trigger_mode="once")
     submitted = chat["question"].submit(send, inputs=inputs, outputs=outputs, trigger_mode="once")
-    chat["clear"].click(clear, outputs=outputs, cancels=[sent, submitted])
+    chat["clear"].click(clear, inputs=chat["turns"], outputs=outputs, cancels=[sent, submitted])
     chat["update_index"].click(update_index, outputs=chat["status"])
     chat["model"].change(choose_model, inputs=chat["model"], outputs=[chat["base_url"], chat["custom_model"]])
     chat["rag"].change(lambda rag: gr.update(interactive=bool(rag)), inputs=chat["rag"], outputs=chat["top_k"])

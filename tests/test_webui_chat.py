@@ -361,3 +361,13 @@ def test_clearing_the_conversation_stops_the_answer_that_streams(tmp_path):
 
         turns, pages = run(scenario())
     assert turns == [] and len(pages) <= 3  # status, sources, the first words: then it stopped
+
+
+def test_temperature_and_answer_length_reach_the_server(tmp_path):
+    with FakeLLMServer() as server:
+        service = ChatService(chat_config(tmp_path, server))
+        turns, _ = run(ask(service, ["What is the average block time?"], ChatOptions(temperature=0.0, max_tokens=64)))
+        wrong, _ = run(ask(service, ["What is the average block time?"], ChatOptions(temperature=3.0)))
+        body = questions_asked(server)[0].body
+    assert turns[0].state == DONE and (body["temperature"], body["max_tokens"]) == (0.0, 64)
+    assert wrong[0].state == FAILED and "temperature must be between 0 and 2" in wrong[0].note

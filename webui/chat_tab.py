@@ -83,6 +83,8 @@ class ChatOptions:
     model: str = ""  # with CUSTOM: the model's name
     rag: bool = True
     top_k: Optional[int] = None  # None: RETRIEVAL.TOP_K
+    temperature: float = 0.7  # chat.py's defaults
+    max_tokens: int = 1024
 
 
 # ---------------------------------------------------------------- which model
@@ -104,7 +106,11 @@ def _same_server(url: str, configured: list[str]) -> bool:
 
 def chat_settings(config: Config, options: ChatOptions) -> ChatSettings:
     """The client settings for the chosen model; raises ValueError with what to change."""
-    hints = dict(base_url_hint=BASE_URL_HINT, model_hint=MODEL_HINT)
+    if not 0 <= options.temperature <= 2 or options.max_tokens < 1:
+        raise ValueError("the temperature must be between 0 and 2, and the longest answer at least 1 token")
+    hints = dict(
+        base_url_hint=BASE_URL_HINT, model_hint=MODEL_HINT, temperature=options.temperature, max_tokens=options.max_tokens
+    )
     if options.model_choice != CUSTOM:
         if config.system.MODE == "cohere":
             raise ValueError(

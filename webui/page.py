@@ -319,6 +319,10 @@ def _chat_tab(gr: Any) -> dict[str, Any]:
             info="Off: the no-RAG prompt alone, what the model learned.",
         )
         parts["top_k"] = gr.Slider(1, 50, value=5, step=1, label="Chunks per question (top-k)", scale=3, elem_id="chat-top-k")
+    with gr.Accordion("Sampling", open=False):
+        with gr.Row():
+            parts["temperature"] = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature", elem_id="chat-temperature")
+            parts["max_tokens"] = gr.Number(value=1024, precision=0, minimum=1, label="Longest answer (tokens)", elem_id="chat-max-tokens")
     parts["status"] = gr.HTML("", elem_id="chat-status")
     parts["log"] = gr.HTML(
         chat_view.EMPTY, autoscroll=True, max_height=700, js_on_load=chat_view.KEEP_SOURCES_OPEN_JS, elem_id="chat-log"
@@ -474,11 +478,15 @@ def _wire_results(gr: Any, app: Any, ctx: AppContext, results: dict) -> None:
 
 
 def _wire_chat(gr: Any, app: Any, ctx: AppContext, chat: dict) -> None:
-    inputs = [chat[name] for name in ("question", "model", "base_url", "custom_model", "rag", "top_k", "turns")]
+    names = ("question", "model", "base_url", "custom_model", "rag", "top_k", "temperature", "max_tokens", "turns")
+    inputs = [chat[name] for name in names]
     outputs = [chat["log"], chat["status"], chat["turns"], chat["question"]]
 
-    async def send(question, choice, base_url, model, rag, top_k, turns):
-        options = ChatOptions(choice or LARGE, base_url or "", model or "", bool(rag), int(top_k) if top_k else None)
+    async def send(question, choice, base_url, model, rag, top_k, temperature, max_tokens, turns):
+        options = ChatOptions(
+            choice or LARGE, base_url or "", model or "", bool(rag), int(top_k) if top_k else None,
+            float(temperature if temperature is not None else 0.7), int(max_tokens or 1024),
+        )
         turns = turns if turns is not None else []
         cleared = False
         async for log_html, status in chat_view.page_values(ctx.chat.ask(question or "", options, turns)):

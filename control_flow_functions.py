@@ -45,7 +45,16 @@ from generation_functions.steps import (
     ModelRole,
     active_steps,
 )
-from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
+from generation_functions.store import (
+    CALLS_DIR,
+    TEMPLATES_DIR,
+    CallStore,
+    atomic_write_json,
+    output_lock,
+    read_json,
+    remove_stale_temporaries,
+    write_json_if_changed,
+)
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 T = TypeVar("T")
@@ -536,16 +545,10 @@ class Engines:
             await self.large.close()
 
 
-def remove_stale_temporaries(output_dir: Path) -> int:
-    """A killed run can leave half-written temporary files; they hold nothing finished."""
-    removed = 0
-    for path in output_dir.rglob(".tmp-*"):
-        try:
-            path.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
+def written_folders(output_dir: Path) -> list[Path]:
+    """Every folder a run writes temporary files into (store.open_temporary, beside their target)."""
+    templates = [output_dir / CALLS_DIR / step.prompt_name / TEMPLATES_DIR for step in STEPS]
+    return [output_dir, output_dir / RESULTS_DIR, *templates]
 
 
 async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, prompts: Optional[dict] = None) -> dict:
@@ -566,7 +569,7 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
 
 async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, started: float) -> dict:
     output_dir = config.output_dir
-    remove_stale_temporaries(output_dir)
+    remove_stale_temporaries(written_folders(output_dir))
     report = RunReport()
     engines = Engines.build(config)
     store = CallStore(output_dir)

@@ -28,7 +28,7 @@ from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
 from generation_functions.budget import BudgetExceeded
-from generation_functions.errors import InputError, RequestsStopped
+from generation_functions.errors import ConfigError, InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.quality import QualityTally, tallied
 from generation_functions.rag_rows import RagRows, RagRowSettings
@@ -562,7 +562,10 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     prompts = prompts if prompts is not None else load_prompts(config)
     check_something_readable(config.input_dir)
     output_dir = config.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # nothing was made: a config mistake, not a run to resume
+        raise ConfigError(f"PATH.OUTPUT {output_dir} cannot be created ({exc.strerror or exc})") from None
     with output_lock(output_dir):
         return await _run_locked(config, progress, prompts, started)
 

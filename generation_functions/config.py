@@ -481,7 +481,12 @@ def config_from_dict(
 
 def _resolve(base_dir: Path, value: str) -> Path:
     path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else (base_dir / path).resolve()
+    return path if path.is_absolute() else _real(base_dir / path)
+
+
+def _real(path: Path) -> Path:
+    """Links resolved; unlike Path.resolve, never raises (a link loop stays as it is, and is reported where used)."""
+    return Path(os.path.realpath(path))
 
 
 def _effective_api_key(configured: str, mode: str, environ: dict[str, str]) -> str:
@@ -503,7 +508,7 @@ def _check_paths(config: Config, source: str, check_input: bool) -> None:
     for key, folder in (("PATH.DEFAULT_PROMPTS", config.default_prompts_dir), ("PATH.PROMPTS", config.prompts_dir)):
         if not folder.is_dir():
             raise ConfigError(f"{source}: {key} folder {folder} does not exist")
-    if config.output_dir.resolve().is_relative_to(config.input_dir.resolve()):
+    if _real(config.output_dir).is_relative_to(_real(config.input_dir)):
         # A rerun would read its own datasets back in as documents.
         raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} is inside PATH.INPUT {config.input_dir}")
     if config.output_dir.exists() and not config.output_dir.is_dir():
@@ -528,12 +533,10 @@ def check_output_folder(config: Config, source: str = "config") -> None:
 
 
 def _nearest_existing(path: Path) -> Optional[Path]:
+    """The path or its nearest ancestor that is there (a dangling or looping link counts: it is in the way)."""
     for candidate in (path, *path.parents):
-        try:
-            if candidate.exists():
-                return candidate
-        except OSError:
-            return None
+        if os.path.lexists(candidate):
+            return candidate
     return None
 
 

@@ -163,9 +163,14 @@ def test_an_output_folder_that_cannot_be_created_is_a_config_error(tmp_path):
     data["PATH"]["OUTPUT"] = "a_file/out"
     with pytest.raises(ConfigError, match=r"PATH.OUTPUT .*a_file/out cannot be created"):
         check_output_folder(config_from_dict(data, base_dir=tmp_path))
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    data["PATH"]["OUTPUT"] = "loop_a/out"
+    with pytest.raises(ConfigError, match=r"PATH.OUTPUT .*loop_a/out cannot be created"):
+        check_output_folder(config_from_dict(data, base_dir=tmp_path))
     data["PATH"]["OUTPUT"] = "new/deeper/out"
     check_output_folder(config_from_dict(data, base_dir=tmp_path))
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "in"]  # the check leaves nothing
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "in", "loop_a", "loop_b"]  # the check leaves nothing
 
 
 def test_more_stop_sequences_than_openai_takes_is_a_warning(tmp_path):

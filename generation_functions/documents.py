@@ -659,6 +659,8 @@ def _read_json(path: Path) -> tuple[str | None, str]:
         value = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise _Skip(f"corrupt JSON: {error}") from error
+    except RecursionError as error:  # the json module decodes nested values recursively
+        raise _Skip("JSON nested too deeply to read") from error
     text = "\n\n".join(_json_text(value))
     if not text.strip():
         raise _Skip("no text in JSON")
@@ -674,7 +676,7 @@ def _read_jsonl(path: Path) -> tuple[str | None, str]:
         total_lines += 1
         try:
             paragraphs.extend(_json_text(json.loads(line)))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             bad_lines += 1
     if total_lines and bad_lines == total_lines:
         raise _Skip("corrupt JSONL: no line is valid JSON")

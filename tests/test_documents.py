@@ -489,6 +489,11 @@ def test_jsonl_reads_each_record_and_tolerates_bad_lines(tmp_path: Path) -> None
     assert _document(tmp_path).text == "First record.\n\nSecond record."
 
 
+def test_json_nested_too_deeply_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert _skipped(tmp_path).reason == "JSON nested too deeply to read"
+
+
 def test_corrupt_json_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"text": "unterminated', encoding="utf-8")
     assert _skipped(tmp_path).reason.startswith("corrupt JSON")

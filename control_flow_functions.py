@@ -300,8 +300,13 @@ async def write_conversation(ctx: RunContext, chunk: Chunk, pairs: list[tuple[st
     outcome = await ctx.steps[CONVERSATION].run(values, "conversation", check=lambda turns: check_conversation(turns, pairs))
     if outcome.ok:
         return {"turns": [list(turn) for turn in outcome.value]}
-    reason = outcome.reason if outcome.rejected else "check failed (no usable conversation)"
-    return {"turns": None, "reason": reason}
+    if outcome.rejected:
+        reason = outcome.reason
+    elif outcome.reason.startswith(CUT_OFF):
+        reason = CUT_OFF  # every try was cut short: a conversation cut off is never kept
+    else:
+        reason = "check failed (no usable conversation)"
+    return {"turns": None, "reason": reason, "raw_output": outcome.raw_output}
 
 
 def _suitable(outcome: StepOutcome) -> bool:
@@ -356,6 +361,9 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         ctx.progress.advance("chunks")
         return _save_result(ctx, result)
     result["raw_pairs"] = [list(p) for p in raw_pairs]
+    if outcome.cut_off:  # the pairs before the cut are whole; the one being written is not
+        ctx.report.toss("question_generation", chunk.source, CUT_PAIR_DROPPED)
+        result["cut_off"] = {"stage": "question_generation", "reason": CUT_PAIR_DROPPED, "raw_output": outcome.raw_output}
     kinds = parsers.parse_question_kinds(outcome.raw_output)
     ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
     ctx.progress.grow("pairs", len(raw_pairs))
@@ -386,13 +394,17 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
             ctx.report.keep("conversation", chunk.source)
         else:
             ctx.report.toss("conversation", chunk.source, _conversation_category(conversation["reason"]))
-            result["failure"] = {"stage": "conversation", "reason": conversation["reason"]}
+            result["failure"] = {"stage": "conversation", "reason": conversation["reason"], "raw_output": conversation["raw_output"]}
         ctx.progress.advance("conversations")
     return _save_result(ctx, result)
 
 
+CUT_OFF = "output cut off at max_tokens"
+CUT_PAIR_DROPPED = f"unfinished pair dropped ({CUT_OFF})"
+
+
 def _conversation_category(reason: str) -> str:
-    if reason.startswith("check failed"):
+    if reason.startswith("check failed") or reason == CUT_OFF:
         return reason
     return "failed the conversation check"
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from generation_functions.datasets import DATASET_FILES, MASTER_LIST, PLAIN_QA
+from generation_functions.output_processors import parse_question_generation
 from tests.conftest import REPO, run_processing, write_config
 from tests.fake_imperfect import FLAWS, Imperfection
 from tests.fake_llm_server import (
@@ -307,5 +308,60 @@ def test_an_imperfect_run_is_the_same_on_rerun_from_scratch_and_after_a_kill(tmp
     assert dataset_bytes(tmp_path / "killed" / "output") == expected
 
 
-def test_every_step_has_flaws_modelled_on_real_outputs():
-    assert set(FLAWS) == {CHUNK_FILTER, QUESTION_GENERATION, QUESTION_CHECK, ANSWER_CHECK, CONTEXT_REPAIR, CONVERSATION}
+def _good_answers() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """A good answer of each step from the fake, for a chunk of two sentences, and the pairs it holds."""
+    from generation_functions.output_processors import format_question_answer_list
+    from tests.fake_llm_server import DEFAULT_RESPONDERS, Request
+
+    chunk = "Verus staking rewards holders who keep their wallet online. Identities are registered on chain with a name."
+    pairs = parse_question_generation(DEFAULT_RESPONDERS[QUESTION_GENERATION](Request("", "", {}, "", f'"""\n{chunk}\n"""', "m")))
+    question, answer = pairs[0]
+    user = {
+        CHUNK_FILTER: f'"""\n{chunk}\n"""',
+        QUESTION_GENERATION: f'"""\n{chunk}\n"""',
+        QUESTION_CHECK: f'"""\n{chunk}\n"""\n"""\n{question}\n"""\n"""\n{answer}\n"""',
+        ANSWER_CHECK: f'"""\n{chunk}\n"""\n"""\n{question}\n"""\n"""\n{answer}\n"""',
+        CONTEXT_REPAIR: f'"""\n{chunk}\n"""\n\n' + format_question_answer_list([(question, answer)]),
+        CONVERSATION: format_question_answer_list(pairs),
+    }
+    return {step: (DEFAULT_RESPONDERS[step](Request("", step, {}, "", text, "m")), pairs) for step, text in user.items()}
+
+
+# What each flaw must do to the pipeline's own parser and check (None: no usable output).
+FLAW_EFFECTS = {
+    (CHUNK_FILTER, "no verdict"): None,
+    (CHUNK_FILTER, "wrong verdict"): (False, "too little content"),
+    (QUESTION_GENERATION, "no markers"): None,
+    (QUESTION_GENERATION, "preface and an empty pair"): "the good pairs",
+    (QUESTION_CHECK, "no verdict"): None,
+    (QUESTION_CHECK, "wrong verdict"): False,
+    (ANSWER_CHECK, "no verdict"): None,
+    (ANSWER_CHECK, "wrong verdict"): False,
+    (CONTEXT_REPAIR, "reword without a rewording"): None,
+    (CONTEXT_REPAIR, "wrong verdict"): ("fail", None),
+    (CONVERSATION, "skips a question"): "fails the check",
+    (CONVERSATION, "answers in its own words"): "fails the check",
+    (CONVERSATION, "no speaker markers"): None,
+}
+
+
+def test_each_flaw_does_to_the_parsers_what_its_name_says():
+    from generation_functions.conversation_check import check_conversation
+    from generation_functions.errors import ParseError
+    from generation_functions.steps import BY_NAME
+
+    assert set(FLAW_EFFECTS) == {(step, name) for step, flaws in FLAWS.items() for name, _ in flaws}
+    good = _good_answers()
+    for (step, name), effect in FLAW_EFFECTS.items():
+        answer, pairs = good[step]
+        flawed = dict(FLAWS[step])[name](answer, "")
+        parse = BY_NAME[step].processor
+        if effect is None:
+            with pytest.raises(ParseError):
+                parse(flawed)
+        elif effect == "the good pairs":
+            assert parse(flawed) == parse(answer) == pairs
+        elif effect == "fails the check":
+            assert check_conversation(parse(flawed), pairs) and not check_conversation(parse(answer), pairs)
+        else:
+            assert parse(flawed) == effect and parse(answer) != effect, (step, name)

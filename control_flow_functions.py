@@ -28,7 +28,7 @@ from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
 from generation_functions.budget import BudgetExceeded
-from generation_functions.errors import InputError, RequestsStopped
+from generation_functions.errors import ConfigError, InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.quality import QualityTally, tallied
 from generation_functions.rag_rows import RagRows, RagRowSettings
@@ -45,7 +45,16 @@ from generation_functions.steps import (
     ModelRole,
     active_steps,
 )
-from generation_functions.store import CallStore, atomic_write_json, output_lock, read_json, write_json_if_changed
+from generation_functions.store import (
+    CALLS_DIR,
+    TEMPLATES_DIR,
+    CallStore,
+    atomic_write_json,
+    output_lock,
+    read_json,
+    remove_stale_temporaries,
+    write_json_if_changed,
+)
 from generation_step_class import BoundStep, GenerationStep, StepOutcome
 
 T = TypeVar("T")
@@ -291,8 +300,13 @@ async def write_conversation(ctx: RunContext, chunk: Chunk, pairs: list[tuple[st
     outcome = await ctx.steps[CONVERSATION].run(values, "conversation", check=lambda turns: check_conversation(turns, pairs))
     if outcome.ok:
         return {"turns": [list(turn) for turn in outcome.value]}
-    reason = outcome.reason if outcome.rejected else "check failed (no usable conversation)"
-    return {"turns": None, "reason": reason}
+    if outcome.rejected:
+        reason = outcome.reason
+    elif outcome.reason.startswith(CUT_OFF):
+        reason = CUT_OFF  # every try was cut short: a conversation cut off is never kept
+    else:
+        reason = "check failed (no usable conversation)"
+    return {"turns": None, "reason": reason, "raw_output": outcome.raw_output}
 
 
 def _suitable(outcome: StepOutcome) -> bool:
@@ -347,6 +361,9 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
         ctx.progress.advance("chunks")
         return _save_result(ctx, result)
     result["raw_pairs"] = [list(p) for p in raw_pairs]
+    if outcome.cut_off:  # the pairs before the cut are whole; the one being written is not
+        ctx.report.toss("question_generation", chunk.source, CUT_PAIR_DROPPED)
+        result["cut_off"] = {"stage": "question_generation", "reason": CUT_PAIR_DROPPED, "raw_output": outcome.raw_output}
     kinds = parsers.parse_question_kinds(outcome.raw_output)
     ctx.report.keep("question_generation", chunk.source, len(raw_pairs))
     ctx.progress.grow("pairs", len(raw_pairs))
@@ -377,13 +394,17 @@ async def process_chunk(ctx: RunContext, chunk: Chunk) -> dict:
             ctx.report.keep("conversation", chunk.source)
         else:
             ctx.report.toss("conversation", chunk.source, _conversation_category(conversation["reason"]))
-            result["failure"] = {"stage": "conversation", "reason": conversation["reason"]}
+            result["failure"] = {"stage": "conversation", "reason": conversation["reason"], "raw_output": conversation["raw_output"]}
         ctx.progress.advance("conversations")
     return _save_result(ctx, result)
 
 
+CUT_OFF = "output cut off at max_tokens"
+CUT_PAIR_DROPPED = f"unfinished pair dropped ({CUT_OFF})"
+
+
 def _conversation_category(reason: str) -> str:
-    if reason.startswith("check failed"):
+    if reason.startswith("check failed") or reason == CUT_OFF:
         return reason
     return "failed the conversation check"
 
@@ -536,16 +557,10 @@ class Engines:
             await self.large.close()
 
 
-def remove_stale_temporaries(output_dir: Path) -> int:
-    """A killed run can leave half-written temporary files; they hold nothing finished."""
-    removed = 0
-    for path in output_dir.rglob(".tmp-*"):
-        try:
-            path.unlink()
-            removed += 1
-        except OSError:
-            pass
-    return removed
+def written_folders(output_dir: Path) -> list[Path]:
+    """Every folder a run writes temporary files into (store.open_temporary, beside their target)."""
+    templates = [output_dir / CALLS_DIR / step.prompt_name / TEMPLATES_DIR for step in STEPS]
+    return [output_dir, output_dir / RESULTS_DIR, *templates]
 
 
 async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, prompts: Optional[dict] = None) -> dict:
@@ -559,14 +574,17 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
     prompts = prompts if prompts is not None else load_prompts(config)
     check_something_readable(config.input_dir)
     output_dir = config.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # nothing was made: a config mistake, not a run to resume
+        raise ConfigError(f"PATH.OUTPUT {output_dir} cannot be created ({exc.strerror or exc})") from None
     with output_lock(output_dir):
         return await _run_locked(config, progress, prompts, started)
 
 
 async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, started: float) -> dict:
     output_dir = config.output_dir
-    remove_stale_temporaries(output_dir)
+    remove_stale_temporaries(written_folders(output_dir))
     report = RunReport()
     engines = Engines.build(config)
     store = CallStore(output_dir)

@@ -36,6 +36,7 @@ class StepOutcome(Generic[T]):
     reason: str = ""
     raw_output: str = ""
     rejected: bool = False  # the output parsed, but failed the caller's check
+    cut_off: bool = False  # the output was cut at max_tokens; the value is its whole part only
 
     @property
     def ok(self) -> bool:
@@ -49,11 +50,14 @@ class GenerationStep(Generic[T]):
     sampling: Sampling
     retries: int = 2
     check_retries: int = 0
+    whole_part_of_cut: Optional[Callable[[str], str]] = None
 
     @classmethod
     def from_table(cls, step: Step, sampling: Sampling) -> "GenerationStep":
         """The step of a table row, with the sampling this run uses for it."""
-        return cls(step.prompt_name, step.processor, sampling, step.parse_retries, step.check_retries)
+        return cls(
+            step.prompt_name, step.processor, sampling, step.parse_retries, step.check_retries, step.whole_part_of_cut
+        )
 
 
 class BoundStep(Generic[T]):
@@ -111,16 +115,28 @@ class BoundStep(Generic[T]):
                 self.failures["request rejected"] += 1
                 return StepOutcome(None, f"request rejected: {exc}", last_output)
             last_output = completion.text
+            cut_off = was_cut_off(completion.finish_reason)
+            if cut_off and self.step.whole_part_of_cut is None:
+                # A verdict or a conversation cut short is never used: it is asked again.
+                reason = f"output cut off at max_tokens ({self.step.sampling.max_tokens})"
+                self.failures["output cut off at max_tokens"] += 1
+                log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
+                continue
+            text = self.step.whole_part_of_cut(completion.text) if cut_off else completion.text
             try:
-                return StepOutcome(self.step.processor(completion.text), "", completion.text)
+                value = self.step.processor(text)
             except ParseError as exc:
                 reason = f"unparsable output ({exc})"
                 category = "empty output" if not completion.text.strip() else "unparsable output"
-                if completion.finish_reason == "length":
+                if cut_off:
                     reason = "output cut off at max_tokens; " + reason
                     category = "output cut off at max_tokens"
                 self.failures[category] += 1
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
+                continue
+            if cut_off:
+                self.failures["output cut off at max_tokens (its whole part kept)"] += 1
+            return StepOutcome(value, "", completion.text, cut_off=cut_off)
         return StepOutcome(None, reason, last_output)
 
     async def _complete(self, key: str, rendered: Prompt, values: Mapping[str, str]) -> Completion:
@@ -138,6 +154,15 @@ class BoundStep(Generic[T]):
         if self.on_answer is not None:
             self.on_answer(self.name, completion.seconds, values, completion.text)
         return completion
+
+
+# Finish reasons that mean the answer hit max_tokens: OpenAI-compatible servers say "length",
+# Cohere "MAX_TOKENS".
+_CUT_OFF_REASONS = frozenset({"length", "max_tokens"})
+
+
+def was_cut_off(finish_reason: str) -> bool:
+    return (finish_reason or "").lower() in _CUT_OFF_REASONS
 
 
 def _call_record(

@@ -86,7 +86,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and config errors stay fast.
     from control_flow_functions import load_prompts, run_pipeline
-    from generation_functions.config import load_config
+    from generation_functions.config import check_output_folder, config_warnings, load_config
     from generation_functions.errors import ConfigError, InputError, PromptError, ServerUnreachable
     from generation_functions.failures import describe_failure
     from generation_functions.preflight import check_server, run_check
@@ -94,6 +94,9 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        check_output_folder(config, str(args.config))
+        for warning in config_warnings(config):
+            logging.getLogger("verustoolkit").warning(warning)
         prompts = load_prompts(config)
         if args.check:
             result = asyncio.run(run_check(config, prompts))

@@ -12,7 +12,7 @@ import httpx
 from engine_wrapper_class import EngineWrapper, RequestStats, RetryPolicy, make_backends
 from generation_functions.budget import Budget
 from generation_functions.concurrency import RequestLimiter
-from generation_functions.config import CandidateEntry, Config
+from generation_functions.config import CandidateEntry, Config, check_api_key, check_url
 from generation_functions.errors import ConfigError, ServerUnreachable
 
 _FLAG = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)=(?P<model>[^@]+)@(?P<url>https?://[^#\s]+)(?:#(?P<key_env>\w+))?$")
@@ -40,6 +40,10 @@ def from_flags(flags: Sequence[str], environ: Mapping[str, str]) -> list[Candida
         match = _FLAG.match(flag.strip())
         if match is None:
             raise ConfigError(f"--candidate {flag!r}: expected NAME=MODEL@BASE_URL[#KEY_ENV], e.g. tuned=verus-8b@http://127.0.0.1:8081/v1")
+        try:
+            check_url(match["url"])
+        except ValueError as exc:
+            raise ConfigError(f"--candidate {flag!r}: {exc}") from None
         candidates.append(Candidate(match["name"], match["url"], match["model"].strip(), _key(match["key_env"] or "", environ)))
     names = [c.name for c in candidates]
     if len(set(names)) != len(names):
@@ -48,7 +52,11 @@ def from_flags(flags: Sequence[str], environ: Mapping[str, str]) -> list[Candida
 
 
 def _key(variable: str, environ: Mapping[str, str]) -> str:
-    return environ.get(variable, "").strip() if variable else ""
+    key = environ.get(variable, "").strip() if variable else ""
+    try:
+        return check_api_key(key)
+    except ValueError as exc:  # it would fail deep in the HTTP client otherwise
+        raise ConfigError(f"the environment variable {variable} (a candidate's API key): {exc}") from None
 
 
 def choose(config: Config, flags: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> list[Candidate]:

@@ -8,10 +8,14 @@ holds the config file, so a run does not depend on the current directory.
 from __future__ import annotations
 
 import difflib
+import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, Optional
+from urllib.parse import urlsplit
 
+import httpx
 import yaml
 from pydantic import (
     BaseModel,
@@ -46,6 +50,43 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_url(url: str) -> str:
+    """A server URL that every HTTP client of the project can open, or ValueError saying why not.
+
+    Checked here so that a typo is a config error naming the key, not an
+    OverflowError or InvalidURL from deep inside a client when the run starts."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise ValueError(f"{url!r} holds a space or a control character")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ValueError(f"{url!r} is not a valid URL ({exc})") from None
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host")
+    if port == 0:
+        raise ValueError(f"{url!r}: port 0 is not a port a server listens on")
+    return url
+
+
+def check_api_key(key: str) -> str:
+    """An API key goes into an HTTP header, which holds printable ASCII only (no spaces)."""
+    if any(not (33 <= ord(char) <= 126) for char in key.strip()):
+        raise ValueError("an API key holds printable ASCII characters only (no accents, spaces or line breaks)")
+    return key
+
+
+def _no_empty_path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an empty path (write '.' for the config file's own folder)")
+    if "\x00" in value:
+        raise ValueError("a path cannot hold a NUL character")
+    return value
+
+
 class ApiSection(_Section):
     API_KEY: StrictStr = ""
     BASE_URL: StrictStr | list[StrictStr] = "http://127.0.0.1:8080/v1"
@@ -59,9 +100,13 @@ class ApiSection(_Section):
         if not urls:
             raise ValueError("give at least one URL")
         for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+            check_url(url)
         return value
+
+    @field_validator("API_KEY")
+    @classmethod
+    def _key_fits_a_header(cls, value: str) -> str:
+        return check_api_key(value)
 
 
 class PathSection(_Section):
@@ -69,6 +114,9 @@ class PathSection(_Section):
     OUTPUT: StrictStr = "./output"
     DEFAULT_PROMPTS: StrictStr = "./prompts"
     PROMPTS: StrictStr = "./prompts"
+
+    # An empty path would mean the config file's folder: OUTPUT '' writes the datasets among the project's files.
+    _paths_are_given = field_validator("INPUT", "OUTPUT", "DEFAULT_PROMPTS", "PROMPTS")(_no_empty_path)
 
 
 class SystemSection(_Section):
@@ -99,8 +147,9 @@ class SystemSection(_Section):
     STOP_SEQUENCES: list[StrictStr] = Field(default_factory=lambda: list(DEFAULT_STOP_SEQUENCES))
     SUBSET_SIZE: StrictInt = Field(default=20, ge=1)
     USE_SUBSET: StrictBool = False
-    REQUEST_TIMEOUT: float = Field(default=180.0, gt=0, le=3600)
-    MAX_RETRY_SECONDS: float = Field(default=600.0, ge=0, le=86_400)
+    # Strict: `REQUEST_TIMEOUT: true` or '10' is a mistake, not a number (an int is fine).
+    REQUEST_TIMEOUT: StrictFloat = Field(default=180.0, gt=0, le=3600)
+    MAX_RETRY_SECONDS: StrictFloat = Field(default=600.0, ge=0, le=86_400)
 
     @field_validator("FINAL_ASSISTANT_PROMPT_RAG", "FINAL_ASSISTANT_PROMPT_RAG_VARIANTS")
     @classmethod
@@ -139,8 +188,8 @@ class SkipSection(_Section):
 
 
 class PriceEntry(_Section):
-    PROMPT: float = Field(ge=0)  # per million prompt tokens
-    COMPLETION: float = Field(ge=0)  # per million completion tokens
+    PROMPT: StrictFloat = Field(ge=0)  # per million prompt tokens
+    COMPLETION: StrictFloat = Field(ge=0)  # per million completion tokens
 
 
 class BudgetSection(_Section):
@@ -148,7 +197,7 @@ class BudgetSection(_Section):
 
     MAX_REQUESTS: StrictInt = Field(default=0, ge=0)
     MAX_TOKENS: StrictInt = Field(default=0, ge=0)
-    MAX_COST: float = Field(default=0.0, ge=0)
+    MAX_COST: StrictFloat = Field(default=0.0, ge=0)
     PRICES: dict[str, PriceEntry] = Field(default_factory=dict)
 
 
@@ -183,9 +232,7 @@ class CandidateEntry(_Section):
     @field_validator("BASE_URL")
     @classmethod
     def _is_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value
+        return check_url(value)
 
 
 class EvaluationSection(_Section):
@@ -200,6 +247,8 @@ class EvaluationSection(_Section):
     VOTES: StrictInt = Field(default=3, ge=1, le=15)
     MAX_TOKENS: StrictInt = Field(default=600, ge=16, le=32_000)
     OUTPUT: StrictStr = "./evaluation_results"
+
+    _output_is_given = field_validator("OUTPUT")(_no_empty_path)
 
     @field_validator("CANDIDATES")
     @classmethod
@@ -225,9 +274,12 @@ class RetrievalSection(_Section):
     @field_validator("EMBEDDING_BASE_URL")
     @classmethod
     def _embedding_url_looks_like_a_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http:// or https:// URL")
-        return value
+        return check_url(value) if value else value
+
+    @field_validator("EMBEDDING_API_KEY")
+    @classmethod
+    def _key_fits_a_header(cls, value: str) -> str:
+        return check_api_key(value)
 
 
 class _Root(_Section):
@@ -318,11 +370,77 @@ def load_config(path: Path | str, environ: Optional[dict[str, str]] = None, chec
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    data = parse_yaml(raw, f"config file {path}")
     return config_from_dict(data, base_dir=path.resolve().parent, environ=environ, source=str(path), check_input=check_input)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error.
+
+    PyYAML keeps the last value silently, so of two `SKIP:` sections one would
+    be ignored without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden below it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the constructor below says so
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (lines {first} and {line})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(raw: str, source: str) -> Any:
+    """The YAML text as Python values; ConfigError (never a traceback) for what cannot be a config."""
+    stream = io.StringIO(raw)
+    stream.name = source  # named in PyYAML's messages
+    try:
+        return yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML builds nested values recursively
+        raise ConfigError(f"{source}: {_too_deep(raw)}") from None
+
+
+_SANE_DEPTH = 50  # a config nests 4 levels; anything past this is a mistake
+
+
+def _too_deep(raw: str) -> str:
+    """Where the YAML nests too deeply, found from its event stream (which does not recurse)."""
+    containers = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    # Per open container: is it a mapping, the key being filled, children finished (keys and values alike).
+    stack: list[list[Any]] = []
+    try:
+        events = list(yaml.parse(raw, Loader=yaml.SafeLoader))
+    except (yaml.YAMLError, RecursionError):
+        events = []
+    for event in events:
+        if isinstance(event, (*containers, yaml.ScalarEvent, yaml.AliasEvent)):
+            parent = stack[-1] if stack else None
+            if parent and parent[0] and parent[2] % 2 == 0 and isinstance(event, yaml.ScalarEvent):
+                parent[1] = event.value  # a key: its value comes next
+            if isinstance(event, containers):
+                if len(stack) >= _SANE_DEPTH:
+                    keys = [str(key) for mapping, key, _ in stack if mapping and key is not None][:2]  # SECTION.KEY
+                    return f"{'.'.join(keys) or 'the file'} is nested more than {_SANE_DEPTH} levels deep (line {event.start_mark.line + 1})"
+                stack.append([isinstance(event, yaml.MappingStartEvent), None, 0])
+                continue
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+        else:
+            continue
+        if stack:
+            stack[-1][2] += 1  # a child finished
+    return f"nested more than {_SANE_DEPTH} levels deep"
 
 
 def config_from_dict(
@@ -363,7 +481,12 @@ def config_from_dict(
 
 def _resolve(base_dir: Path, value: str) -> Path:
     path = Path(os.path.expanduser(value))
-    return path if path.is_absolute() else (base_dir / path).resolve()
+    return path if path.is_absolute() else _real(base_dir / path)
+
+
+def _real(path: Path) -> Path:
+    """Links resolved; unlike Path.resolve, never raises (a link loop stays as it is, and is reported where used)."""
+    return Path(os.path.realpath(path))
 
 
 def _effective_api_key(configured: str, mode: str, environ: dict[str, str]) -> str:
@@ -371,7 +494,11 @@ def _effective_api_key(configured: str, mode: str, environ: dict[str, str]) -> s
         return configured.strip()
     for name in API_KEY_ENV_VARS[mode]:
         if environ.get(name, "").strip():
-            return environ[name].strip()
+            key = environ[name].strip()
+            try:
+                return check_api_key(key)
+            except ValueError as exc:
+                raise ConfigError(f"the environment variable {name} (the API key): {exc}") from None
     return ""
 
 
@@ -381,11 +508,49 @@ def _check_paths(config: Config, source: str, check_input: bool) -> None:
     for key, folder in (("PATH.DEFAULT_PROMPTS", config.default_prompts_dir), ("PATH.PROMPTS", config.prompts_dir)):
         if not folder.is_dir():
             raise ConfigError(f"{source}: {key} folder {folder} does not exist")
-    if config.output_dir.resolve().is_relative_to(config.input_dir.resolve()):
+    if _real(config.output_dir).is_relative_to(_real(config.input_dir)):
         # A rerun would read its own datasets back in as documents.
         raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} is inside PATH.INPUT {config.input_dir}")
     if config.output_dir.exists() and not config.output_dir.is_dir():
         raise ConfigError(f"{source}: PATH.OUTPUT {config.output_dir} exists and is not a folder")
+
+
+def check_output_folder(config: Config, source: str = "config") -> None:
+    """ConfigError naming PATH.OUTPUT when the run could not write there (`OUTPUT: /proc/x`).
+
+    Tried for real, in the folder that would hold it: a permission bit says
+    little to root or on a read-only mount. Leaves nothing behind."""
+    target = config.output_dir
+    existing = _nearest_existing(target)
+    if existing is None or not existing.is_dir():
+        raise ConfigError(f"{source}: PATH.OUTPUT {target} cannot be created ({existing or target} is not a folder)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".verustoolkit-check-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: PATH.OUTPUT {target} cannot be written ({exc.strerror or exc} in {existing})"
+        ) from None
+
+
+def _nearest_existing(path: Path) -> Optional[Path]:
+    """The path or its nearest ancestor that is there (a dangling or looping link counts: it is in the way)."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return None
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Settings that are allowed but almost certainly not what was meant."""
+    warnings = []
+    stops = config.system.STOP_SEQUENCES if config.system.STOP else []
+    openai = [url for url in config.base_urls if (urlsplit(url).hostname or "").endswith("api.openai.com")]
+    if openai and len(stops) > 4:
+        warnings.append(
+            f"SYSTEM.STOP_SEQUENCES has {len(stops)} stop sequences, but OpenAI's API ({openai[0]}) "
+            "accepts at most 4 and refuses the request otherwise; keep 4 or fewer"
+        )
+    return warnings
 
 
 def _model_at(path: list[str]) -> Optional[type[BaseModel]]:
@@ -418,7 +583,7 @@ def _describe_one(error: dict[str, Any]) -> str:
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     if loc[-1:] and loc[-1].endswith("API_KEY"):
         shown = "(hidden)"
-    return f"{key} = {shown}: {error['msg']}"
+    return f"{key} = {shown}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _suggestion(loc: list[str]) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from generation_functions.errors import InputError
+from generation_functions.input_walk import regular_file, walk_input
 
 logger = logging.getLogger("verustoolkit.documents")  # a child of the one project logger
 
@@ -658,6 +659,8 @@ def _read_json(path: Path) -> tuple[str | None, str]:
         value = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise _Skip(f"corrupt JSON: {error}") from error
+    except RecursionError as error:  # the json module decodes nested values recursively
+        raise _Skip("JSON nested too deeply to read") from error
     text = "\n\n".join(_json_text(value))
     if not text.strip():
         raise _Skip("no text in JSON")
@@ -673,7 +676,7 @@ def _read_jsonl(path: Path) -> tuple[str | None, str]:
         total_lines += 1
         try:
             paragraphs.extend(_json_text(json.loads(line)))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             bad_lines += 1
     if total_lines and bad_lines == total_lines:
         raise _Skip("corrupt JSONL: no line is valid JSON")
@@ -774,6 +777,9 @@ def _read_unknown(path: Path) -> tuple[str | None, str]:
 def _read_one(path: Path, relative: str) -> Document | SkippedFile:
     suffix = path.suffix.lower()
     try:
+        not_regular = regular_file(path)
+        if not_regular:
+            raise _Skip(not_regular)
         if suffix in _BINARY_EXTENSIONS:
             raise _Skip(f"binary file ({suffix})")
         reader = READERS.get(suffix, _read_unknown)
@@ -788,34 +794,14 @@ def _read_one(path: Path, relative: str) -> Document | SkippedFile:
     return Document(path=relative, title=title or _stem(relative), text=text)
 
 
-def _walk_files(root: Path, prefix: str = "") -> Iterator[tuple[Path, str]]:
-    """Files under root in sorted order, depth-first, hidden entries left out; yields (path, relative)."""
-    try:
-        entries = sorted(os.scandir(root), key=lambda entry: entry.name)
-    except OSError as error:
-        logger.warning("cannot list %s: %s", root, error.strerror or error)
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        relative = f"{prefix}{entry.name}"
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk_files(Path(entry.path), relative + "/")
-            elif entry.is_file():
-                yield Path(entry.path), relative
-        except OSError:
-            continue
-
-
 def iter_documents(input_dir: Path) -> Iterator[Document | SkippedFile]:
     """Walk input_dir recursively in sorted order (deterministic), yield one item per file.
 
     Hidden files/folders (starting with '.') are ignored silently. Streams: one file in
     memory at a time. Never raises for a bad file: it becomes a SkippedFile (and one warning).
     """
-    for path, relative in _walk_files(Path(input_dir)):
-        item = _read_one(path, relative)
+    for entry in walk_input(Path(input_dir)):
+        item = _read_one(entry.path, entry.relative) if entry.readable else SkippedFile(entry.relative, entry.reason)
         if isinstance(item, SkippedFile):
             logger.warning("skipped %s: %s", item.path, item.reason)
         yield item
@@ -826,7 +812,7 @@ def iter_document_files(input_dir: Path) -> Iterator[tuple[Path, str]]:
 
     For callers that decide per file whether it needs reading at all (an index
     that skips unchanged files)."""
-    return _walk_files(Path(input_dir))
+    return ((entry.path, entry.relative) for entry in walk_input(Path(input_dir)) if entry.readable)
 
 
 def read_document(path: Path, relative: str) -> Document | SkippedFile:
@@ -841,7 +827,7 @@ def check_something_readable(input_dir: Path) -> None:
     logs nothing on the way: the run that follows logs each skipped file once.
     When nothing is readable, read_documents gives the full account.
     """
-    for path, relative in _walk_files(Path(input_dir)):
+    for path, relative in iter_document_files(input_dir):
         if isinstance(_read_one(path, relative), Document):
             return
     read_documents(input_dir)

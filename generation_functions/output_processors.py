@@ -151,6 +151,16 @@ def _labelled_pairs(text: str) -> list[tuple[str | None, str, str]]:
     return labelled
 
 
+def whole_pairs_of_cut_output(text: str) -> str:
+    """Of a question generation output cut off at max_tokens, the part that holds whole pairs:
+    everything before its last QUESTION marker, where the pair being written when it was cut starts."""
+    normalized = _normalize(text)
+    masked = _mask_quoted(normalized)
+    marker = _CANONICAL_QA_MARKER if _CANONICAL_QA_MARKER.search(masked) else _QA_MARKER
+    questions = [match.start() for match in marker.finditer(masked) if match.group(1).upper() == "QUESTION"]
+    return normalized[: questions[-1]] if questions else ""
+
+
 def split_kind(question: str) -> tuple[str | None, str]:
     """("how-to", "How do I ...?") from "[how-to] How do I ...?"; (None, question) without a label."""
     match = _KIND_TAG.match(question)

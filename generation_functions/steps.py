@@ -70,6 +70,9 @@ class Step:
     parse_retries: int = 2  # fresh requests after an output that does not parse
     votes: bool = False  # asked DOUBLE_CHECK_COUNTER times; the majority decides, ties are tossed
     check_retries: int = 0  # fresh tries after a parsed output that fails its check in code
+    # Of an output cut off at max_tokens, the part that is whole and may be parsed; None: no part
+    # is (a verdict or a conversation cut short is not one), so the output is asked again.
+    whole_part_of_cut: Optional[Callable[[str], str]] = None
     # Whether the run asks this step at all under the given config (e.g. SKIP.QUESTION_CHECK).
     enabled: Callable[[Any], bool] = lambda config: True
 
@@ -111,6 +114,7 @@ STEPS: tuple[Step, ...] = (
         scope=Scope.CHUNK,
         provides=CHUNK_FIELDS,
         marker="**QUESTION:**",
+        whole_part_of_cut=parsers.whole_pairs_of_cut_output,  # the pairs before the cut are whole
     ),
     Step(
         key="question_check",

@@ -21,9 +21,10 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, ContextManager, Iterator, Optional, TextIO
+from typing import IO, Any, ContextManager, Iterable, Iterator, Optional, TextIO
 
 import orjson
 
@@ -64,6 +65,49 @@ def open_temporary(path: Path) -> tuple[int, Path]:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(temporary, _CREATE, 0o644), temporary
+
+
+# Exactly the names open_temporary gives: a user's own ".tmp-notes" is never taken for one.
+_TEMPORARY_NAME = re.compile(r"\.tmp-(\d+)-\d+")
+
+
+def remove_stale_temporaries(folders: Iterable[Path]) -> int:
+    """Delete the temporaries a killed run left in the folders this program writes to.
+
+    Only those folders, not the tree below them (a nested OUTPUT of another run
+    lives there), only names open_temporary makes, and only those of a process
+    that is gone: a live one (evaluate.py writing to the same folder) is mid-write.
+    """
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = _TEMPORARY_NAME.fullmatch(entry.name)
+            if name is None or _process_alive(int(name.group(1))) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0 or os.name != "posix":  # elsewhere signal 0 is no mere question
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except (OverflowError, OSError):
+        return False
+    return True
 
 
 def discard(temporary: Path) -> None:

@@ -11,7 +11,11 @@ events when the request asks for `"stream": true`), POST /v1/completions,
 POST /v1/embeddings (deterministic hashed bag-of-words vectors), POST /v2/chat
 (Cohere), GET /v1/models for Cohere too.
 
-Run standalone: python -m tests.fake_llm_server --port 8080
+Answers honour the request's max_tokens (cut, with finish_reason "length")
+and stop sequences. Imperfection (tests/fake_imperfect.py) flaws a seeded share
+of answers as a real model's are flawed.
+
+Run standalone: python -m tests.fake_llm_server --port 8080 (--help lists every flag)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from aiohttp import web
 from typing import Callable, Optional
 
 from generation_functions.conversation_check import content_words, recall
+from tests.fake_imperfect import Imperfection
 from generation_functions.steps import (
     ANSWER_CHECK,
     CHUNK_FILTER,
@@ -69,7 +74,9 @@ class Request:
     knowledge: tuple[str, ...] = ()  # what the fake "knows" when asked a plain question (a finetuned model)
     prompt_tokens: int = 0  # estimated from the request size
     fault: str = ""  # the fault injected into this request, if any
+    flaw: str = ""  # the imperfection given to this answer, if any (tests/fake_imperfect.py)
     response: Optional[str] = None  # the text sent back (None: no answer was sent)
+    finish_reason: str = "stop"  # "length" when the answer was cut at the request's max_tokens
 
 
 Responder = Callable[[Request], str]
@@ -252,8 +259,11 @@ class FakeLLMServer:
         stream_delay: float = 0.0,
         break_stream_after: Optional[int] = None,
         break_stream_with: str = "error",
+        imperfect: Optional[Imperfection] = None,
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
+        # A seeded share of answers flawed as a real model's are (None: every answer is good).
+        self.imperfect = imperfect or Imperfection()
         self.api_key = api_key
         self.faults = faults or FaultPlan()
         self.latency = latency
@@ -396,7 +406,12 @@ class FakeLLMServer:
 
     # bookkeeping (called on the server loop; the lock guards readers in other threads)
     def respond(self, request: Request) -> str:
-        return self.responders[request.step](request)
+        text = self.responders[request.step](request)
+        flaw = self.imperfect.flaw_for(request.step, f"{request.system}\x00{request.user}")
+        if flaw is None:
+            return text
+        request.flaw, rewrite = flaw
+        return rewrite(text, request.user)
 
     def _account(self, now: float) -> None:
         self._in_flight_area += self.in_flight * (now - self._last_change)
@@ -491,7 +506,7 @@ class FakeLLMServer:
                      "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         final = {"id": ident, "object": "chat.completion.chunk", "created": 0, "model": request.model,
-                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": request.finish_reason}]}
         await response.write(b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -533,6 +548,7 @@ class FakeLLMServer:
             text = "I'm sorry, but I can't help with that request."
         elif fault == "noverdict":
             text = "Let me think about this carefully. The text discusses several things."
+        text, request.finish_reason = within_limits(text, request)
         delay = self.latency + self.per_token_latency * _tokens(text)
         if delay:
             await self._serve_delay(delay, request.step)
@@ -566,6 +582,22 @@ def _parse_request(path: str, body: dict) -> Request:
         last = prompt.rsplit("### Instruction:", 1)[-1]
         user = last.rsplit("### Response:", 1)[0]
     return Request(path, classify(system), body, system, user, body.get("model", ""))
+
+
+def within_limits(text: str, request: Request) -> tuple[str, str]:
+    """The answer as a server that honours the request sends it, and its finish reason.
+
+    Generation ends at the first stop sequence (which is not sent), or after
+    max_tokens tokens (a token being 4 characters here, as everywhere in this
+    fake), whichever comes first; "length" says the answer was cut."""
+    body = request.body
+    stops = body.get("stop") if "stop" in body else body.get("stop_sequences")
+    stops = [stops] if isinstance(stops, str) else [stop for stop in stops or [] if isinstance(stop, str) and stop]
+    limit = body.get("max_tokens", body.get("max_completion_tokens"))
+    cut = min((text.find(stop) for stop in stops if stop in text), default=len(text))
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 and _tokens(text[:cut]) > limit:
+        return text[: limit * 4], "length"
+    return text[:cut], "stop"
 
 
 def _stream_pieces(text: str) -> list[str]:
@@ -606,7 +638,7 @@ def _completion_payload(request: Request, text: str) -> dict:
     if request.path == "/v2/chat":
         return {
             "id": ident,
-            "finish_reason": "COMPLETE",
+            "finish_reason": "MAX_TOKENS" if request.finish_reason == "length" else "COMPLETE",
             "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
             "usage": {
                 "billed_units": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
@@ -616,33 +648,83 @@ def _completion_payload(request: Request, text: str) -> dict:
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
              "total_tokens": prompt_tokens + completion_tokens}
     if request.path.endswith("/chat/completions"):
-        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        choice = {"index": 0, "finish_reason": request.finish_reason, "message": {"role": "assistant", "content": text}}
         kind = "chat.completion"
     else:
-        choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+        choice = {"index": 0, "finish_reason": request.finish_reason, "text": text, "logprobs": None}
         kind = "text_completion"
     return {"id": ident, "object": kind, "created": 0, "model": request.model, "choices": [choice], "usage": usage}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the fake model server in the foreground.")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--per-token-latency", type=float, default=0.0)
-    parser.add_argument("--fault-rate", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-key", default=None)
-    parser.add_argument("--capacity", type=int, default=0, help="requests served at once (0: unlimited)")
-    parser.add_argument("--max-pairs", type=int, default=3, help="pairs per chunk in question generation")
-    args = parser.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fake_llm_server",
+        description=(
+            "Run the fake OpenAI-compatible (and Cohere) model server in the foreground, for trying a run "
+            "without a model. It answers every pipeline step in the protocol the prompts ask for, honours "
+            "max_tokens (finish_reason \"length\", the answer cut) and stop sequences, and can inject faults "
+            "and answer imperfectly. A token is 4 characters of answer text."
+        ),
+    )
+    parser.add_argument("--port", metavar="PORT", type=int, default=8080, help="TCP port to listen on, on 127.0.0.1 (0: any free port; default 8080)")
+    parser.add_argument("--latency", metavar="SECONDS", type=float, default=0.0, help="seconds added to every answer (default 0)")
+    parser.add_argument(
+        "--per-token-latency", metavar="SECONDS", type=float, default=0.0, help="seconds added per token of the answer (default 0)"
+    )
+    parser.add_argument(
+        "--fault-rate",
+        metavar="SHARE",
+        type=float,
+        default=0.0,
+        help=f"share of requests, 0 to 1, that get a fault: one of {', '.join(FAULTS)} (default 0)",
+    )
+    parser.add_argument(
+        "--faults",
+        metavar="KINDS",
+        default=",".join(FAULTS),
+        help="comma-separated fault kinds that --fault-rate draws from (default: all of them)",
+    )
+    parser.add_argument(
+        "--timeout-seconds", metavar="SECONDS", type=float, default=3.0, help="seconds a 'timeout' fault stalls before hanging up (default 3)"
+    )
+    parser.add_argument(
+        "--imperfect",
+        metavar="SHARE",
+        type=float,
+        default=0.0,
+        help="share of pipeline answers, 0 to 1, flawed as a real model's are: no verdict, a wrong verdict, "
+        "no markers, a conversation that skips a question (default 0: every answer is good)",
+    )
+    parser.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="integer that picks the faulty and the imperfect answers (default 0)"
+    )
+    parser.add_argument("--api-key", metavar="KEY", default=None, help="the Bearer key every request must carry (default: none needed)")
+    parser.add_argument("--capacity", metavar="REQUESTS", type=int, default=0, help="requests served at once; the rest queue (0: unlimited; default 0)")
+    parser.add_argument("--max-pairs", metavar="PAIRS", type=int, default=3, help="question/answer pairs per chunk in question generation (default 3)")
+    parser.add_argument(
+        "--models", metavar="NAMES", default="", help="comma-separated model names served; others get HTTP 404 (default: any model)"
+    )
+    parser.add_argument("--stream-delay", metavar="SECONDS", type=float, default=0.0, help="seconds between streamed pieces of an answer (default 0)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    kinds = tuple(kind.strip() for kind in args.faults.split(",") if kind.strip())
+    unknown = sorted(set(kinds) - set(FAULTS) - {"400"})
+    if unknown:
+        build_parser().error(f"--faults: unknown kind(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}, 400")
     server = FakeLLMServer(
         api_key=args.api_key,
-        faults=FaultPlan(rate=args.fault_rate, seed=args.seed),
+        faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed, timeout_seconds=args.timeout_seconds),
         latency=args.latency,
         per_token_latency=args.per_token_latency,
         port=args.port,
         capacity=args.capacity,
         max_pairs=args.max_pairs,
+        models=[name.strip() for name in args.models.split(",") if name.strip()] or None,
+        stream_delay=args.stream_delay,
+        imperfect=Imperfection(rate=args.imperfect, seed=args.seed),
     )
     server.start()
     print(f"fake model server on {server.base_url}", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from generation_functions.chunking import chunk_document, chunk_documents, split_text
 from generation_functions.documents import Document, SkippedFile, iter_documents, read_documents
 from generation_functions.errors import InputError
+from tests.odd_trees import BAD_NAME_SHOWN, DEEP_FILE, SECRET, SKIPPED_REASONS, build_odd_tree, remove_tree
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "verus_corpus"
 PARAGRAPH = "Verus uses a hybrid proof of power consensus that combines mining and staking."
@@ -205,6 +207,58 @@ def test_iter_documents_is_lazy(tmp_path: Path) -> None:
     (tmp_path / "2.txt").unlink()  # a file removed mid-run is simply not seen or skipped, never raised
     rest = list(stream)
     assert [item.path for item in rest][:1] == ["1.txt"]
+
+
+
+@pytest.fixture
+def odd_input(tmp_path: Path):
+    input_dir = tmp_path / "in"
+    build_odd_tree(input_dir, tmp_path / "outside.txt")
+    yield input_dir
+    remove_tree(input_dir)  # too deep for pytest's own clean-up
+
+
+def test_odd_entries_are_read_or_skipped_with_a_reason(odd_input: Path) -> None:
+    items = list(iter_documents(odd_input))
+    read = {item.path: item for item in items if isinstance(item, Document)}
+    skipped = {item.path: item.reason for item in items if isinstance(item, SkippedFile)}
+    assert sorted(read) == sorted([BAD_NAME_SHOWN, DEEP_FILE, "inside_link.md", "plain.md"])
+    assert skipped == SKIPPED_REASONS
+    assert "identities" in read[BAD_NAME_SHOWN].text and "bridge" in read[DEEP_FILE].text
+    assert all(SECRET not in item.text for item in read.values())
+    json.dumps([item.path for item in items], ensure_ascii=False).encode("utf-8")  # every name is valid text
+
+
+def test_a_link_to_a_file_inside_the_input_folder_is_read(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text(PARAGRAPH, encoding="utf-8")
+    (tmp_path / "b.md").symlink_to(Path("docs") / "a.md")  # relative target
+    documents, skipped = read_documents(tmp_path)
+    assert [doc.path for doc in documents] == ["b.md", "docs/a.md"] and not skipped
+
+
+def test_an_input_folder_reached_through_a_link_reads_its_own_files(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.md").write_text(PARAGRAPH, encoding="utf-8")
+    (real / "b.md").symlink_to(real / "a.md")
+    (tmp_path / "input").symlink_to(real, target_is_directory=True)
+    documents, skipped = read_documents(tmp_path / "input")
+    assert [doc.path for doc in documents] == ["a.md", "b.md"] and not skipped
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root lists every folder")
+    (tmp_path / "a.md").write_text(PARAGRAPH, encoding="utf-8")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked").chmod(0)
+    try:
+        documents, skipped = read_documents(tmp_path)
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert [doc.path for doc in documents] == ["a.md"]
+    assert [(item.path, item.reason) for item in skipped] == [("locked/", "cannot list folder: Permission denied")]
 
 
 DOCUMENTS_LOGGER = "verustoolkit.documents"
@@ -433,6 +487,11 @@ def test_jsonl_reads_each_record_and_tolerates_bad_lines(tmp_path: Path) -> None
     lines = [json.dumps({"text": "First record."}), "{broken", json.dumps({"content": "Second record."})]
     (tmp_path / "data.jsonl").write_text("\n".join(lines), encoding="utf-8")
     assert _document(tmp_path).text == "First record.\n\nSecond record."
+
+
+def test_json_nested_too_deeply_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert _skipped(tmp_path).reason == "JSON nested too deeply to read"
 
 
 def test_corrupt_json_is_skipped(tmp_path: Path) -> None:

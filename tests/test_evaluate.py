@@ -32,8 +32,8 @@ def write_eval_set(path: Path, with_chunks: bool = True) -> Path:
     return path
 
 
-def run_evaluate(config: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
+def run_evaluate(config: Path, *extra: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}, **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / "evaluate.py"), "--config", str(config), "--no-progress", *extra],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=str(config.parent),
@@ -111,6 +111,8 @@ def test_a_judge_that_never_grades_is_counted_not_guessed(tmp_path):
         (lambda d: d / "ok.jsonl", ["--eval-set", "{eval}", "--conditions", "closed_book,memory"], "--conditions: memory unknown"),
         (lambda d: d / "ok.jsonl", ["--eval-set", "{eval}", "--candidate", "base"], "expected NAME=MODEL@BASE_URL"),
         (lambda d: d / "ok.jsonl", ["--eval-set", "{eval}", "--conditions", "closed_book", "--candidate", "down=m@http://127.0.0.1:9/v1"], "candidate down: no model server answers"),
+        (lambda d: d / "ok.jsonl", ["--eval-set", "{eval}", "--candidate", "big=m@http://127.0.0.1:99999/v1"], "Port out of range"),
+        (lambda d: d / "ok.jsonl", ["--eval-set", "{eval}", "--candidate", "k=m@http://127.0.0.1:9/v1#ODD_KEY"], "ODD_KEY (a candidate's API key)"),
     ],
 )
 def test_bad_input_is_a_clear_exit_2(tmp_path, make, flags, message):
@@ -123,7 +125,7 @@ def test_bad_input_is_a_clear_exit_2(tmp_path, make, flags, message):
         extra = [flag.replace("{eval}", str(make(tmp_path))) for flag in flags]
         if "--candidate" not in extra:
             extra += ["--candidate", f"self=m@{judge.base_url}"]
-        result = run_evaluate(config, *extra)
+        result = run_evaluate(config, *extra, env={"ODD_KEY": "sk-clé"})
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 

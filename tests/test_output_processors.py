@@ -10,6 +10,7 @@ from generation_functions.output_processors import (
     parse_conversation,
     parse_question_check,
     parse_question_generation,
+    whole_pairs_of_cut_output,
 )
 
 REFUSAL = "I'm sorry, I can't help with that."
@@ -176,6 +177,36 @@ def test_parse_question_generation_rejects(text: str) -> None:
 )
 def test_format_question_answer_list_round_trips(pairs: list[tuple[str, str]]) -> None:
     assert parse_question_generation(format_question_answer_list(pairs)) == pairs
+
+
+CUT_QG = (
+    "Here are the questions:\n\n**QUESTION:**\n[fact] What is VRSC?\n\n**ANSWER:**\nThe native coin of Verus.\n\n"
+    "**QUESTION:**\nWhat is VDXF?\n\n**ANSWER:**\nA data format.\n\n**QUESTION:**\nHow do I stake?\n\n**ANSWER:**\nKeep your wal"
+)
+
+
+@pytest.mark.parametrize(
+    "cut_at, expected",
+    [
+        pytest.param(len(CUT_QG), [("What is VRSC?", "The native coin of Verus."), ("What is VDXF?", "A data format.")], id="in-the-last-answer"),
+        pytest.param(CUT_QG.index("How do I"), [("What is VRSC?", "The native coin of Verus."), ("What is VDXF?", "A data format.")], id="after-a-marker"),
+        pytest.param(CUT_QG.index("A data format") + 3, [("What is VRSC?", "The native coin of Verus.")], id="in-the-second-answer"),
+        pytest.param(CUT_QG.index("The native") + 5, [], id="in-the-first-answer"),
+        pytest.param(10, [], id="in-the-preface"),
+    ],
+)
+def test_a_cut_question_generation_keeps_only_its_whole_pairs(cut_at: int, expected: list[tuple[str, str]]) -> None:
+    whole = whole_pairs_of_cut_output(CUT_QG[:cut_at])
+    if not expected:
+        with pytest.raises(ParseError):
+            parse_question_generation(whole)
+    else:
+        assert parse_question_generation(whole) == expected
+
+
+def test_a_cut_marker_inside_code_is_not_where_a_pair_starts() -> None:
+    text = "**QUESTION:**\nHow?\n\n**ANSWER:**\nRun:\n```\n**QUESTION:** not a marker\n```\nand wait.\n\n**QUESTION:**\nWhy?\n\n**ANSWER:**\nBec"
+    assert parse_question_generation(whole_pairs_of_cut_output(text)) == [("How?", "Run:\n```\n**QUESTION:** not a marker\n```\nand wait.")]
 
 
 def test_format_question_answer_list_exact_layout() -> None:

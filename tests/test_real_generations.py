@@ -13,12 +13,14 @@ import json
 import pytest
 
 from generation_functions.conversation_check import check_conversation
+from generation_functions.errors import ParseError
 from generation_functions.output_processors import (
     parse_answer_check,
     parse_context_repair,
     parse_conversation,
     parse_question_check,
     parse_question_generation,
+    whole_pairs_of_cut_output,
 )
 from tests.conftest import SHARED
 
@@ -69,3 +71,17 @@ def test_real_conversations_mostly_pass_the_check():
         pairs = parse_question_generation(row["last_user_message"])
         results.append(check_conversation(parse_conversation(row["response"]), pairs) == "")
     assert sum(results) >= 0.9 * len(results)
+
+
+def test_real_question_generations_cut_anywhere_keep_only_pairs_the_whole_output_has():
+    """A real output cut at max_tokens, at any point: the pairs kept are the whole output's first ones,
+    never the one being written when it was cut."""
+    for row in rows("question_generation"):
+        text = row["response"]
+        full = parse_question_generation(text)
+        for cut_at in range(0, len(text), 37):
+            try:
+                kept = parse_question_generation(whole_pairs_of_cut_output(text[:cut_at]))
+            except ParseError:
+                continue
+            assert kept == full[: len(kept)] and len(kept) < len(full), (cut_at, kept[-1:])

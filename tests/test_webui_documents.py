@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.odd_trees import BAD_NAME_SHOWN, DEEP_FILE, SKIPPED_REASONS, build_odd_tree, remove_tree
 from webui import downloads, prompt_sets, uploads
 
 
@@ -81,6 +82,21 @@ def test_input_listing_says_when_the_folder_is_missing_or_empty(tmp_path):
     assert "does not exist yet" in uploads.input_files_markdown(tmp_path / "nope")
     assert "is empty" in uploads.input_files_markdown(tmp_path)
 
+
+
+def test_input_listing_survives_odd_trees_and_says_what_is_not_read(tmp_path):
+    input_dir = tmp_path / "input"
+    build_odd_tree(input_dir, tmp_path / "outside.txt")
+    try:
+        files = uploads.list_input_files(input_dir)
+        markdown = uploads.input_files_markdown(input_dir)
+    finally:
+        remove_tree(input_dir)
+    assert files == [BAD_NAME_SHOWN, DEEP_FILE, "inside_link.md", "plain.md"]
+    markdown.encode("utf-8")  # shown in a browser: valid text only
+    assert "**4 file(s) in" in markdown and "**Not read:**" in markdown
+    for name, reason in SKIPPED_REASONS.items():
+        assert f"- `{name}`: {reason}" in markdown
 
 # ---------------------------------------------------------------- prompt sets
 

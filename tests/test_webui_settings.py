@@ -231,6 +231,23 @@ def test_several_problems_each_go_to_their_own_field(tmp_path):
     assert not problems.general
 
 
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("SKIP:\n  CHUNK_FILTER: true\nSKIP:\n  QUESTION_CHECK: true\n", "the key 'SKIP' is given twice"),
+        ("EXTRA: " + "[" * 5000 + "]" * 5000 + "\n", "EXTRA is nested more than 50 levels deep"),
+    ],
+    ids=["duplicate-key", "5000-deep"],
+)
+def test_a_config_file_processing_refuses_opens_the_ui_with_the_same_problem_and_can_be_saved_over(tmp_path, text, problem):
+    data, config_path = settings_data(tmp_path)
+    config_path.write_text(text, encoding="utf-8")
+    shown, message = cf.read_settings_file(config_path)
+    assert shown == {} and problem in message and message.startswith("cannot read")
+    assert cf.save_settings(data, config_path, FIELDS).saved  # written anew from the form
+    assert load_config(config_path).api.LOGICAL_MODEL == data["API"]["LOGICAL_MODEL"]
+
+
 def test_reading_the_config_file_reports_problems_but_still_opens(tmp_path):
     data, missing = cf.read_settings_file(tmp_path / "absent.yaml")
     assert data == {} and "does not exist" in missing

@@ -24,7 +24,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from generation_functions.config import Config, config_from_dict
+from generation_functions.config import Config, config_from_dict, parse_yaml
 from generation_functions.errors import ConfigError
 from generation_functions.store import atomic_write_text
 from webui.settings_form import SettingField, lookup
@@ -40,11 +40,13 @@ def read_settings_file(config_path: Path) -> tuple[dict, str]:
     An unreadable or invalid file still opens the UI (with defaults or its
     values) so that it can be fixed there."""
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        data = parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path))
     except FileNotFoundError:
         return {}, f"{config_path} does not exist yet; the defaults are shown. Save to create it."
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         return {}, f"cannot read {config_path}: {exc}; the defaults are shown."
+    except ConfigError as exc:  # the same YAML rules as processing.py (a key given twice, nesting)
+        return {}, f"cannot read it: {exc}; the defaults are shown."
     if data is None:
         return {}, ""
     if not isinstance(data, dict):
@@ -159,7 +161,7 @@ def updated_config_text(form: dict, config_path: Path, fields: Sequence[SettingF
         file_data = yaml.safe_load(original)
     except FileNotFoundError:
         document, file_data = None, None
-    except (OSError, UnicodeDecodeError, RuamelError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, RuamelError, yaml.YAMLError, RecursionError) as exc:
         document, file_data = None, None
         note = f" The old file could not be read ({type(exc).__name__}), so it was written anew."
     if not isinstance(document, CommentedMap) or not isinstance(file_data, dict):

@@ -12,8 +12,11 @@ import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Literal
+
+from generation_functions.input_walk import InputEntry, walk_input
 
 _UNSAFE_CHARACTERS = re.compile(r"[^\w.\- ]+")
 MAX_NAME_BYTES = 200
@@ -107,22 +110,31 @@ def upload_message(stored: list[StoredUpload], input_dir: Path) -> str:
 
 
 def list_input_files(input_dir: Path, limit: int = 500) -> list[str]:
-    """The files a run would read, relative to input_dir."""
+    """The files a run would read, relative to input_dir, in the order it reads them."""
+    return [entry.relative for entry in _input_entries(input_dir, limit) if entry.readable]
+
+
+def unread_input_entries(input_dir: Path, limit: int = 500) -> list[tuple[str, str]]:
+    """What a run leaves unread before opening it (links out of the folder, pipes...), with why."""
+    return [(entry.relative, entry.reason) for entry in _input_entries(input_dir, limit) if not entry.readable]
+
+
+def _input_entries(input_dir: Path, limit: int) -> list[InputEntry]:
+    """The run's own walk (generation_functions/input_walk.py), so the listing survives
+    what a run survives: deep folders, names that are not UTF-8, links and pipes."""
     if not input_dir.is_dir():
         return []
-    files = sorted(
-        path.relative_to(input_dir).as_posix()
-        for path in input_dir.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(input_dir).parts)
-    )
-    return files[:limit]
+    return list(islice(walk_input(input_dir), limit))
 
 
 def input_files_markdown(input_dir: Path) -> str:
     files = list_input_files(input_dir)
     if not input_dir.is_dir():
         return f"The input folder `{input_dir}` does not exist yet; uploading creates it."
-    if not files:
+    unread = unread_input_entries(input_dir)
+    if not files and not unread:
         return f"The input folder `{input_dir}` is empty."
-    shown = "\n".join(f"- `{name}`" for name in files)
-    return f"**{len(files)} file(s) in `{input_dir}`:**\n\n{shown}"
+    text = f"**{len(files)} file(s) in `{input_dir}`:**\n\n" + "\n".join(f"- `{name}`" for name in files)
+    if unread:
+        text += "\n\n**Not read:**\n\n" + "\n".join(f"- `{name}`: {reason}" for name, reason in unread)
+    return text

@@ -7,9 +7,10 @@ reason, token usage) whatever the provider:
 - OpenAI-compatible text completions (SYSTEM.COMPLETION_MODE: true),
 - Cohere chat through the cohere SDK (SYSTEM.MODE: cohere).
 
-Transient failures (408/409/429/5xx, timeouts, dropped connections) are retried
-with jittered exponential backoff, honouring Retry-After, for at most
-MAX_RETRY_SECONDS. One `RequestLimiter` (generation_functions/concurrency.py) is
+Transient failures (408/409/429/5xx, timeouts, dropped connections, an HTTP-200
+body that is not a completion) are retried with jittered exponential backoff,
+honouring a usable Retry-After, for at most MAX_RETRY_SECONDS; every wait is
+finite. One `RequestLimiter` (generation_functions/concurrency.py) is
 shared by every engine of a run, so CONCURRENCY_LIMIT counts requests in flight
 across the whole run; it is lowered for a while when the server is overloaded.
 BASE_URL may name several replicas of one model: each request goes to the
@@ -20,16 +21,19 @@ avoided for a while.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
 import random
 import time
+from datetime import timezone
 from dataclasses import dataclass, field, replace
 from typing import Awaitable, Callable, Optional, Protocol, Sequence
 
 import aiohttp
 import orjson
 
-from generation_functions.budget import Budget, Price
+from generation_functions.budget import Budget, Price, plausible_usage
 from generation_functions.concurrency import RequestLimiter
 from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
 from generation_functions.prompts import Prompt
@@ -45,8 +49,10 @@ REPLICA_COOLDOWN_SECONDS = 5.0
 class Completion:
     text: str
     finish_reason: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    # The server's token counts. A backend leaves one None when the server gave no usable
+    # figure; the engine replaces it (and implausible ones) by an estimate before returning.
+    prompt_tokens: Optional[int] = 0
+    completion_tokens: Optional[int] = 0
     seconds: float = 0.0  # from sending the request to its answer: the server's time, not the queue's
 
 
@@ -86,6 +92,7 @@ class RequestStats:
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated_usage: int = 0  # answers whose token counts the server did not give plausibly
     retry_reasons: dict[str, int] = field(default_factory=dict)
 
     def count_retry(self, reason: str) -> None:
@@ -100,6 +107,7 @@ class RequestStats:
             "failed": self.failed,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "estimated_usage": self.estimated_usage,
             "retry_reasons": dict(sorted(self.retry_reasons.items())),
         }
 
@@ -110,10 +118,18 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
 
-    def delay(self, attempt: int, retry_after: Optional[float]) -> float:
-        if retry_after is not None:
+    def delay(self, attempt: int, retry_after: Optional[float], round_trip: Optional[float] = None) -> float:
+        """Seconds to wait before the next attempt: finite, never over max_delay.
+
+        round_trip: how long an answer takes, for a failure that says nothing of
+        load (an HTTP 500, a dropped connection): its first retry then waits no
+        longer than an answer would, so scattered faults cost a fast server little;
+        the wait still doubles with every further failure.
+        """
+        if retry_after is not None and math.isfinite(retry_after):
             return min(max(retry_after, 0.0), self.max_delay)
-        backoff = min(self.base_delay * (2 ** attempt), self.max_delay)
+        base = self.base_delay if round_trip is None else min(self.base_delay, max(round_trip, 0.001))
+        backoff = min(base * (2 ** min(attempt, 32)), self.max_delay)
         return backoff * (0.5 + random.random() / 2)
 
 
@@ -155,6 +171,7 @@ class EngineWrapper:
         self.stats = stats
         self.model = model
         self.budget = budget or Budget()
+        self._warned_usage = False
 
     async def generate(
         self, prompt: Prompt, sampling: Sampling, keep: Optional[Callable[[Completion], Awaitable[None]]] = None
@@ -172,7 +189,7 @@ class EngineWrapper:
                 completion = await self._attempt(prompt, sampling, keep)
             except TransientError as exc:
                 failing += time.monotonic() - exc.sent_at
-                delay = self.retry.delay(attempt, exc.retry_after)
+                delay = self.retry.delay(attempt, exc.retry_after, None if exc.overload else self.limiter.round_trip)
                 if failing + delay > self.retry.max_seconds:
                     self.stats.failed += 1
                     raise EngineError(
@@ -210,8 +227,9 @@ class EngineWrapper:
                 raise
             finally:
                 self.pool.release(index, failed)
-            self.limiter.succeeded()
-            completion = replace(completion, seconds=time.monotonic() - sent_at)
+            seconds = time.monotonic() - sent_at
+            self.limiter.succeeded(seconds)
+            completion = self._counted(replace(completion, seconds=seconds), prompt, sampling)
             self.budget.record(self.model, completion.prompt_tokens, completion.completion_tokens)
             if keep is not None:
                 try:
@@ -223,22 +241,67 @@ class EngineWrapper:
                     raise
         return completion
 
+    def _counted(self, completion: Completion, prompt: Prompt, sampling: Sampling) -> Completion:
+        """The completion with token counts the spend caps can trust: a server's figure
+        that is missing, negative or out of all proportion to what was asked and
+        answered is replaced by an estimate from the text (4 characters a token)."""
+        counts = plausible_usage(
+            completion.prompt_tokens, completion.completion_tokens, _prompt_text(prompt), completion.text, sampling.max_tokens
+        )
+        if counts.estimated:
+            self.stats.estimated_usage += 1
+            if not self._warned_usage:
+                self._warned_usage = True
+                log.warning(
+                    "the server for model %s reports implausible token usage (%s prompt, %s completion tokens); "
+                    "the run counts an estimate from the text instead, for the report and BUDGET caps",
+                    self.model,
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                )
+        return replace(completion, prompt_tokens=counts.prompt, completion_tokens=counts.completion)
+
     async def close(self) -> None:
         for backend in self.pool.backends:
             await backend.close()
 
 
+def _prompt_text(prompt: Prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "".join(str(message.get("content", "")) for message in prompt)
+
+
 # ---------------------------------------------------------------- OpenAI-compatible
 
 
-def _retry_after_seconds(headers) -> Optional[float]:
-    value = headers.get("retry-after") if headers is not None else None
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """A Retry-After header in seconds from now: delay-seconds or an HTTP date (RFC 9110).
+
+    None when absent or unusable (nan, inf, garbage): the caller backs off on its
+    own then. A negative delay or a date in the past is 0; a huge one is capped
+    by RetryPolicy.delay. `now`: the wall clock (time.time()), for tests.
+    """
     if value is None:
         return None
+    text = str(value).strip()
     try:
-        return float(value)
+        seconds = float(text)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
         return None
+    return max(0.0, seconds)
+
+
+def _retry_after_seconds(headers) -> Optional[float]:
+    return retry_after_seconds(headers.get("retry-after") if headers is not None else None)
 
 
 def _short(message: str, limit: int = 300) -> str:
@@ -246,12 +309,77 @@ def _short(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[:limit] + "..."
 
 
-def _error_message(raw: bytes) -> str:
+def _error_message(raw: bytes, secret: str = "") -> str:
+    """The server's own message, on one line, short, without `secret` (removed before shortening,
+    so no part of it is left at the cut)."""
     try:
         error = orjson.loads(raw).get("error", {})
-        return _short(error.get("message", "") if isinstance(error, dict) else error)
+        message = error.get("message", "") if isinstance(error, dict) else error
     except (ValueError, AttributeError):
-        return _short(raw.decode("utf-8", "replace"))
+        message = raw.decode("utf-8", "replace")
+    return _short(redact(str(message), secret))
+
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` without `secret`: a server may echo the API key in an error or an answer,
+    and what it says is stored, logged and shown."""
+    return text.replace(secret, REDACTED) if secret and secret in text else text
+
+
+def _malformed() -> TransientError:
+    return TransientError("malformed response")
+
+
+def decode_completion(raw: bytes, chat: bool) -> Completion:
+    """The completion in an HTTP-200 body of the chat (`chat`) or text completions API.
+
+    Anything else raises TransientError("malformed response"), to be retried: a
+    body that is not JSON, without choices, a choice or message that is not an
+    object, an answer that is not a string. The answer is what is paid for, so
+    garbled metadata does not lose it: a finish reason that is not a string
+    reads as none, and token counts that are not whole non-negative numbers read
+    as None (the engine then counts an estimate).
+    """
+    try:
+        data = orjson.loads(raw)
+    except (ValueError, TypeError):
+        raise _malformed() from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _malformed()
+    choice = choices[0]
+    if chat:
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise _malformed()
+        text = message.get("content")
+    else:
+        text = choice.get("text")
+    if text is None:  # e.g. a chat answer that is only a refusal or a tool call
+        text = ""
+    if not isinstance(text, str):
+        raise _malformed()
+    finish_reason = choice.get("finish_reason")
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Completion(
+        text,
+        finish_reason if isinstance(finish_reason, str) else "",
+        _token_count(usage.get("prompt_tokens")),
+        _token_count(usage.get("completion_tokens")),
+    )
+
+
+def _token_count(value) -> Optional[int]:
+    """A whole, non-negative, finite number of tokens, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value >= 0 else None
 
 
 class _OpenAIHTTPBackend:
@@ -263,10 +391,12 @@ class _OpenAIHTTPBackend:
     """
 
     path = ""
+    chat = True  # the body's shape: chat completions, or text completions
 
     def __init__(self, url: str, api_key: str, model: str, timeout: float):
         self.url = url
         self.model = model
+        self._secret = api_key
         self._endpoint = url.rstrip("/") + self.path
         self._headers = {"Content-Type": "application/json"}
         if api_key:
@@ -275,9 +405,6 @@ class _OpenAIHTTPBackend:
         self._session = None
 
     def _body(self, prompt: Prompt, sampling: Sampling) -> dict:
-        raise NotImplementedError
-
-    def _completion(self, choice: dict, usage: dict) -> Completion:
         raise NotImplementedError
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -302,19 +429,28 @@ class _OpenAIHTTPBackend:
             raise TransientError("connection error") from None
         if status != 200:
             raise self._status_error(status, headers, raw)
-        try:
-            data = orjson.loads(raw)
-            choice = data["choices"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise TransientError("malformed response") from None
-        return self._completion(choice, data.get("usage") or {})
+        completion = decode_completion(raw, self.chat)
+        if self._secret and (self._secret in completion.text or self._secret in completion.finish_reason):
+            completion = replace(
+                completion,
+                text=redact(completion.text, self._secret),
+                finish_reason=redact(completion.finish_reason, self._secret),
+            )
+        return completion
 
     def _status_error(self, status: int, headers, raw: bytes) -> Exception:
         if status in RETRYABLE_STATUS:
             return TransientError(f"HTTP {status}", _retry_after_seconds(headers))
         if status in (401, 403):
             return ServerUnreachable(f"the server at {self.url} rejected the API key (HTTP {status})")
-        return RequestRejected(f"the server at {self.url} refused the request (HTTP {status}): {_error_message(raw)}")
+        detail = _error_message(raw, self._secret)
+        return RequestRejected(
+            f"the server at {self.url} refused the request (HTTP {status}): {detail}",
+            status=status,
+            detail=detail,
+            url=self.url,
+            endpoint=self.path,
+        )
 
     def _sampling(self, sampling: Sampling) -> dict:
         fields = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
@@ -328,10 +464,6 @@ class _OpenAIHTTPBackend:
             self._session = None
 
 
-def _usage(usage: dict) -> tuple[int, int]:
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-
-
 class OpenAIChatBackend(_OpenAIHTTPBackend):
     path = "/chat/completions"
 
@@ -340,21 +472,15 @@ class OpenAIChatBackend(_OpenAIHTTPBackend):
             prompt = [{"role": "user", "content": prompt}]
         return {"model": self.model, "messages": prompt, **self._sampling(sampling)}
 
-    def _completion(self, choice: dict, usage: dict) -> Completion:
-        message = choice.get("message") or {}
-        return Completion(message.get("content") or "", choice.get("finish_reason") or "", *_usage(usage))
-
 
 class OpenAICompletionBackend(_OpenAIHTTPBackend):
     path = "/completions"
+    chat = False
 
     def _body(self, prompt: Prompt, sampling: Sampling) -> dict:
         if not isinstance(prompt, str):
             raise EngineError("completion mode needs a text prompt (a .txt prompt file)")
         return {"model": self.model, "prompt": prompt, **self._sampling(sampling)}
-
-    def _completion(self, choice: dict, usage: dict) -> Completion:
-        return Completion(choice.get("text") or "", choice.get("finish_reason") or "", *_usage(usage))
 
 
 # ---------------------------------------------------------------- Cohere
@@ -366,6 +492,7 @@ class CohereChatBackend:
 
         self.url = url
         self.model = model
+        self._secret = api_key
         self._client = cohere.AsyncClientV2(
             api_key=api_key or "no-key",
             base_url=url.rstrip("/"),
@@ -388,11 +515,18 @@ class CohereChatBackend:
             )
         except Exception as exc:
             raise self._translate(exc) from None
-        text = "".join(part.text for part in (response.message.content or []) if getattr(part, "text", None))
-        tokens = response.usage.tokens if response.usage and response.usage.tokens else None
-        prompt_tokens = int(tokens.input_tokens or 0) if tokens else 0
-        completion_tokens = int(tokens.output_tokens or 0) if tokens else 0
-        return Completion(text, str(response.finish_reason or ""), prompt_tokens, completion_tokens)
+        try:
+            text = "".join(part.text for part in (response.message.content or []) if isinstance(getattr(part, "text", None), str))
+        except (AttributeError, TypeError):
+            raise _malformed() from None
+        usage = getattr(response, "usage", None)
+        tokens = getattr(usage, "tokens", None)
+        return Completion(
+            redact(text, self._secret),
+            redact(str(response.finish_reason or ""), self._secret),
+            _token_count(getattr(tokens, "input_tokens", None)),
+            _token_count(getattr(tokens, "output_tokens", None)),
+        )
 
     def _translate(self, exc: Exception) -> Exception:
         import httpx
@@ -408,7 +542,14 @@ class CohereChatBackend:
                 return TransientError(f"HTTP {status}", _retry_after_seconds(exc.headers or {}))
             if status in (401, 403):
                 return ServerUnreachable(f"the Cohere server at {self.url} rejected the API key (HTTP {status})")
-            return RequestRejected(f"the Cohere server at {self.url} refused the request (HTTP {status})")
+            detail = _short(redact(_cohere_error_message(exc.body), self._secret))
+            return RequestRejected(
+                f"the Cohere server at {self.url} refused the request (HTTP {status}): {detail}",
+                status=status,
+                detail=detail,
+                url=self.url,
+                endpoint="/v2/chat",
+            )
         if isinstance(exc, (ValueError, TypeError)):  # unparsable body
             return TransientError("malformed response")
         return exc
@@ -418,6 +559,12 @@ class CohereChatBackend:
         httpx_client = getattr(getattr(client, "httpx_client", None), "httpx_client", None)
         if httpx_client is not None:
             await httpx_client.aclose()
+
+
+def _cohere_error_message(body) -> str:
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)
+    return str(body or "")
 
 
 def make_backends(mode: str, completion_mode: bool, urls: Sequence[str], api_key: str, model: str, timeout: float) -> list:

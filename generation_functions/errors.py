@@ -4,6 +4,8 @@ They carry plain messages; only the entry points (processing.py, app.py) turn
 them into exit codes and user-facing text.
 """
 
+from __future__ import annotations
+
 
 class VerusToolkitError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -41,7 +43,28 @@ class RequestRejected(EngineError):
     """The server refused one request for good (e.g. HTTP 400: prompt too long).
 
     Unlike other engine errors this loses only the unit of work that asked,
-    not the run."""
+    not the run. status, detail (the server's own message, secrets removed) and
+    url say what was refused, so that a refusal repeated request after request
+    can be recognised as one the configuration causes."""
+
+    def __init__(self, message: str, status: int | None = None, detail: str = "", url: str = "", endpoint: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+        self.url = url
+        self.endpoint = endpoint  # the path asked for under url, e.g. "/chat/completions"
+
+
+class ConfigurationRejected(EngineError):
+    """The server refuses the requests this configuration makes, every time the same way:
+    a BASE_URL with a wrong path, a model it does not serve, a field it does not accept.
+    Nothing can be generated until a setting changes; `setting` says which one
+    (generation_functions/failures.py turns it into the message and exit code 2)."""
+
+    def __init__(self, summary: str, rejection: RequestRejected, setting: str):
+        super().__init__(summary)
+        self.rejection = rejection
+        self.setting = setting
 
 
 class RequestsStopped(VerusToolkitError):

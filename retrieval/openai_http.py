@@ -9,15 +9,12 @@ from typing import Awaitable, Callable, Optional, TypeVar
 
 import httpx
 
-from engine_wrapper_class import RetryPolicy
+from engine_wrapper_class import RetryPolicy, redact, retry_after_seconds
 from generation_functions.errors import EngineError
+from generation_functions.rejections import names_unknown_model  # noqa: F401 - re-exported for the clients
 
 log = logging.getLogger("verustoolkit.retrieval")
 T = TypeVar("T")
-
-# How servers say "no such model": OpenAI and vLLM ("The model `x` does not exist"),
-# Ollama ("model 'x' not found"), LiteLLM and others ("model_not_found").
-_UNKNOWN_MODEL_HINTS = ("does not exist", "not found", "model_not_found", "unknown model", "no such model")
 
 
 class Busy(Exception):
@@ -44,10 +41,7 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], retry: RetryPolicy, 
 
 
 def retry_after(response: httpx.Response) -> Optional[float]:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
+    return retry_after_seconds(response.headers.get("retry-after"))
 
 
 def error_detail(response: httpx.Response) -> str:
@@ -57,9 +51,13 @@ def error_detail(response: httpx.Response) -> str:
         message = error.get("message", "") if isinstance(error, dict) else str(error)
     except (ValueError, AttributeError):
         message = response.text
-    return " ".join(str(message).split())[:300]
+    return " ".join(redact(str(message), _sent_key(response)).split())[:300]
 
 
-def names_unknown_model(status: int, detail: str) -> bool:
-    lowered = detail.lower()
-    return status in (400, 404) and "model" in lowered and any(hint in lowered for hint in _UNKNOWN_MODEL_HINTS)
+def _sent_key(response: httpx.Response) -> str:
+    """The API key the request carried: a server may echo it in its error."""
+    try:
+        authorization = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a response built without a request
+        return ""
+    return authorization[len("Bearer "):].strip() if authorization.startswith("Bearer ") else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
@@ -36,7 +37,7 @@ def test_never_more_than_the_limit_in_flight_and_first_come_first_served():
     assert limiter.peak == 3 and limiter.in_flight == 0
 
 
-def test_an_overload_halves_the_slots_once_per_load_level():
+def test_a_timeout_halves_the_slots_once_per_load_level():
     limiter = RequestLimiter(40)
     sent = time.monotonic()
     limiter.overloaded(sent, "timeout")
@@ -44,8 +45,62 @@ def test_an_overload_halves_the_slots_once_per_load_level():
     # More timeouts of requests sent before that cut describe the same load.
     limiter.overloaded(sent, "timeout")
     assert limiter.allowed == 20
-    limiter.overloaded(time.monotonic() + 1, "HTTP 429")
+    limiter.overloaded(time.monotonic() + 1, "timeout")
     assert limiter.allowed == 10 and limiter.lowest == 10 and limiter.cuts == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_scattered_429s_among_answers_do_not_collapse_the_limit():
+    """15 % of requests refused with 429 at random, whatever the load, each at once while
+    answers take 50 ms: halving on each 429 sent after the last cut held about one
+    request in flight of eight; weighing their share once per round trip keeps near eight."""
+    clock = Clock()
+    limiter = RequestLimiter(8, clock=clock)
+    rng = random.Random(3)
+    seen = []
+    for _ in range(4000):
+        clock.now += 0.05 / 8  # eight outcomes per 50 ms round trip
+        if rng.random() < 0.15:
+            limiter.overloaded(clock.now - 0.001, "HTTP 429")
+        else:
+            limiter.succeeded(0.05)
+        seen.append(int(limiter.allowed))  # the slots
+    assert limiter.lowest >= 3
+    assert sum(seen) / len(seen) >= 6.5  # about 7.3 of 8 (it was about 1.5)
+
+
+def test_load_signals_lower_the_limit_at_most_once_per_round_trip():
+    clock = Clock()
+    limiter = RequestLimiter(16, clock=clock)
+    limiter.succeeded(0.2)  # answers take 200 ms
+    for _ in range(40):  # forty 429s within 100 ms, each sent after the previous one came back
+        clock.now += 0.0025
+        limiter.overloaded(clock.now - 0.001, "HTTP 429")
+    assert limiter.cuts == 0
+    clock.now += 0.2
+    limiter.overloaded(clock.now - 0.001, "HTTP 429")
+    assert limiter.cuts == 1 and 8 <= limiter.allowed < 9  # nearly all refused: about halved
+
+
+def test_a_server_that_refuses_most_requests_still_brings_the_limit_down():
+    clock = Clock()
+    limiter = RequestLimiter(50, clock=clock)
+    rng = random.Random(5)
+    for _ in range(60):  # sixty round trips of 100 ms, three requests in four refused
+        for _ in range(20):
+            clock.now += 0.005
+            if rng.random() < 0.75:
+                limiter.overloaded(clock.now - 0.001, "HTTP 503")
+            else:
+                limiter.succeeded(0.1)
+    assert limiter.allowed <= 8
 
 
 def test_successes_raise_the_slots_slowly_and_never_past_the_limit():
@@ -70,7 +125,7 @@ def test_slots_never_drop_below_one():
 def test_a_lowered_limit_holds_new_requests_until_enough_have_finished():
     async def run():
         limiter = RequestLimiter(4)
-        limiter.overloaded(time.monotonic(), "HTTP 503")  # two slots now
+        limiter.overloaded(time.monotonic(), "timeout")  # two slots now
         seen: list[int] = []
         await asyncio.gather(*(hold(limiter, 0.01, seen) for _ in range(6)))
         return limiter, seen

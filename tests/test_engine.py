@@ -17,6 +17,7 @@ from engine_wrapper_class import (
 from generation_functions.concurrency import RequestLimiter
 from generation_functions.errors import EngineError, RequestRejected, RequestsStopped, ServerUnreachable
 from tests.fake_llm_server import FakeLLMServer, FaultPlan
+from tests.hostile_server import Exchange, HostileServer, Reply, completion
 
 MESSAGES = [
     {"role": "system", "content": "Write **QUESTION:** blocks."},
@@ -73,6 +74,45 @@ async def _many(engine, count):
         return await asyncio.gather(*(engine.generate(MESSAGES, Sampling()) for _ in range(count)))
     finally:
         await engine.close()
+
+
+def test_a_plain_500_is_retried_without_lowering_the_limit():
+    with FakeLLMServer(latency=0.02, faults=FaultPlan(rate=0.4, kinds=("500",), seed=4)) as server:
+        backends = make_backends("api", False, [server.base_url], "", "small-model", timeout=2.0)
+        engine = EngineWrapper(backends, RequestLimiter(4), RetryPolicy(30), RequestStats(), "small-model")
+        results = asyncio.run(_many(engine, 20))
+        assert len(results) == 20 and server.faults_injected["500"] > 0
+    assert engine.limiter.cuts == 0 and engine.limiter.lowest == 4
+
+
+def test_a_fault_that_says_nothing_of_load_is_retried_after_about_an_answers_time():
+    """A scattered HTTP 500 from a server answering in 50 ms used to wait 0.5-1 s (the base
+    delay) before its retry; it now waits no longer than an answer takes, doubling after."""
+    policy = RetryPolicy(600)  # the default base delay, 1 s
+    assert all(policy.delay(0, None, round_trip=0.05) <= 0.05 for _ in range(100))
+    assert all(0.1 <= policy.delay(2, None, round_trip=0.05) <= 0.2 for _ in range(100))
+    assert all(policy.delay(0, None, round_trip=30.0) <= 1.0 for _ in range(100))  # never above the base delay
+    assert all(0.5 <= policy.delay(0, None) <= 1.0 for _ in range(100))  # load: the full base delay
+
+    def reply(exchange: Exchange) -> Reply:  # the second request fails once with a plain 500
+        return Reply(500, {"error": {"message": "oops"}}) if exchange.number == 1 else Reply(200, completion("fine"))
+
+    with HostileServer(reply) as server:
+        backends = make_backends("api", False, [server.base_url], "", "small-model", timeout=2.0)
+        engine = EngineWrapper(backends, RequestLimiter(1), RetryPolicy(30), RequestStats(), "small-model")
+
+        async def run():
+            try:
+                await engine.generate(MESSAGES, Sampling())  # learns how long an answer takes
+                started = time.monotonic()
+                await engine.generate(MESSAGES, Sampling())
+                return time.monotonic() - started
+            finally:
+                await engine.close()
+
+        took = asyncio.run(run())
+    assert engine.stats.retry_reasons == {"HTTP 500": 1}
+    assert took < 0.45  # it used to wait 0.5 s at the least
 
 
 def test_timeouts_are_retried():

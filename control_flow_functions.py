@@ -32,6 +32,7 @@ from generation_functions.errors import ConfigError, InputError, RequestsStopped
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.quality import QualityTally, tallied
 from generation_functions.rag_rows import RagRows, RagRowSettings
+from generation_functions.rejections import RejectionWatch, RequestShape
 from generation_functions.report import RunReport
 from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
 from generation_functions.steps import (
@@ -593,7 +594,12 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     built = build_steps(config)
     steps = {
         step.prompt_name: BoundStep(
-            built[step.prompt_name], prompts[step.prompt_name], engines.serving(step.model), store, paths.observe
+            built[step.prompt_name],
+            prompts[step.prompt_name],
+            engines.serving(step.model),
+            store,
+            paths.observe,
+            rejection_watch(config, step),
         )
         for step in STEPS
     }
@@ -603,6 +609,9 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     try:
         window = max(8, 2 * config.system.CONCURRENCY_LIMIT)
         await _run_chunks(ctx, stream_chunks(config, report, pretraining, index), window)
+        for bound in steps.values():
+            if bound.rejections is not None:
+                bound.rejections.check_finished()  # a step refused every time never worked: exit 2
     except BaseException as exc:
         pretraining.close(ok=False)
         atomic_write_json(output_dir / CHUNK_INDEX, {"keys": index.keys})
@@ -629,6 +638,16 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     finally:
         ctx.corpus.close()
     return _write_report(ctx, engines, store, started, status="finished", outputs=counts, quality=quality.as_dict())
+
+
+def rejection_watch(config: Config, step) -> RejectionWatch:
+    """Watches one step's refusals, knowing which settings make its requests."""
+    shape = RequestShape(
+        model=getattr(config.api, step.model.value),
+        model_setting=f"API.{step.model.value}",
+        sampling_section=f"SAMPLING.{step.key.upper()}",
+    )
+    return RejectionWatch(step.key, shape)
 
 
 async def rag_rows_for(config: Config, corpus: CorpusSearch) -> RagRows:

@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         items = load_eval_set(args.eval_set, args.limit)
         load_judge_prompt(config)
         retrieve = _retriever(config) if "rag" in conditions else None
-        asyncio.run(check_server(config))
+        asyncio.run(check_server(config, probe=False))  # the run's models need not be the candidates
         asyncio.run(candidate_models.check_candidates(candidates))
     except (ConfigError, PromptError, InputError, ServerUnreachable) as exc:
         return fail(describe_failure(exc, how_to_resume=None))

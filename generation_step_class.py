@@ -20,6 +20,7 @@ from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 from engine_wrapper_class import Completion, EngineWrapper
 from generation_functions.errors import ParseError, RequestRejected
 from generation_functions.prompts import Prompt, placeholders_in, render
+from generation_functions.rejections import RejectionWatch
 from generation_functions.steps import Sampling, Step
 from generation_functions.store import CallStore, work_key
 
@@ -70,6 +71,7 @@ class BoundStep(Generic[T]):
         engine: EngineWrapper,
         store: CallStore,
         on_answer: Optional[Callable[[str, float, Mapping[str, str], str], None]] = None,
+        rejections: Optional[RejectionWatch] = None,
     ):
         self.step = step
         self.prompt = prompt
@@ -79,6 +81,8 @@ class BoundStep(Generic[T]):
         self.on_answer = on_answer
         # Attempts whose output did not parse, by reason, for the run report.
         self.failures: Counter = Counter()
+        # Refusals of this step's requests: the same one again and again stops the run (None: not watched).
+        self.rejections = rejections
         self.template_id = store.save_template(step.prompt_name, prompt)
         self.placeholders = sorted(placeholders_in(prompt))
 
@@ -113,6 +117,8 @@ class BoundStep(Generic[T]):
                 completion = await self._complete(key, rendered, values)
             except RequestRejected as exc:
                 self.failures["request rejected"] += 1
+                if self.rejections is not None:  # raises ConfigurationRejected when every request would be refused
+                    self.rejections.refusal(exc, values.get("text", ""))
                 return StepOutcome(None, f"request rejected: {exc}", last_output)
             last_output = completion.text
             cut_off = was_cut_off(completion.finish_reason)
@@ -151,6 +157,8 @@ class BoundStep(Generic[T]):
             self.store.save(self.name, key, record)
 
         completion = await self.engine.generate(rendered, self.step.sampling, keep)
+        if self.rejections is not None:
+            self.rejections.answer()
         if self.on_answer is not None:
             self.on_answer(self.name, completion.seconds, values, completion.text)
         return completion

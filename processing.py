@@ -4,7 +4,8 @@
     python processing.py --config FILE    # another config file
 
 Exit codes: 0 done; 1 the run stopped midway (rerun to resume); 2 bad config,
-prompts or input, or no usable model server (nothing was generated); 130 Ctrl-C.
+prompts or input, no usable model server, or a server that refuses the run's
+requests as configured (the message names the setting to fix); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and config errors stay fast.
     from control_flow_functions import load_prompts, run_pipeline
     from generation_functions.config import check_output_folder, config_warnings, load_config
-    from generation_functions.errors import ConfigError, InputError, PromptError, ServerUnreachable
+    from generation_functions.errors import ConfigError, ConfigurationRejected, InputError, PromptError, ServerUnreachable
     from generation_functions.failures import describe_failure
     from generation_functions.preflight import check_server, run_check
     from generation_functions.report import summary_text
@@ -103,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             print("\n".join(result.lines))
             return 2 if result.problems else 0
         asyncio.run(check_server(config))
-    except (ConfigError, PromptError, InputError, ServerUnreachable) as exc:
+    except (ConfigError, PromptError, InputError, ServerUnreachable, ConfigurationRejected) as exc:
         return fail(describe_failure(exc, how_to_resume=None))
 
     progress = None if args.no_progress else TqdmProgress()

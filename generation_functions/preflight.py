@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import httpx
 
 from generation_functions.config import API_KEY_ENV_VARS, Config
-from generation_functions.errors import EngineError, ParseError, ServerUnreachable
+from generation_functions.errors import ConfigurationRejected, EngineError, ParseError, RequestRejected, ServerUnreachable
 from generation_functions.prompts import PLACEHOLDERS, few_shot_outputs, placeholders_in, render
 from generation_functions.steps import QUESTION_GENERATION, STEPS, Sampling, Scope, Step, active_steps
 
@@ -17,11 +18,15 @@ def _models_url(base_url: str, mode: str) -> str:
     return f"{base}/v1/models" if mode == "cohere" else f"{base}/models"
 
 
-async def check_server(config: Config, timeout: float = 15.0) -> None:
-    """Raise ServerUnreachable, with how to fix it, when a server is absent or refuses the key.
+async def check_server(config: Config, timeout: float = 15.0, probe: bool = True) -> None:
+    """Raise ServerUnreachable, with how to fix it, when a server is absent or refuses the key,
+    and ConfigurationRejected when it refuses a model as configured.
 
-    Uses the model listing, which costs no tokens. A server that has no listing
-    (404) still answered, which is all this check needs to know.
+    Uses the model listing, which costs no tokens. A model the listing does not
+    name, or a server with no listing where one was asked for (404: perhaps a
+    wrong path in BASE_URL), gets one test request of one token: some servers
+    (llama.cpp) serve any name, others refuse it, and only asking tells.
+    probe=False: reachability and key only.
     """
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     async with httpx.AsyncClient(timeout=timeout) as client:
@@ -33,6 +38,67 @@ async def check_server(config: Config, timeout: float = 15.0) -> None:
                 raise ServerUnreachable(_unreachable_message(base_url, config, type(exc).__name__)) from None
             if response.status_code in (401, 403):
                 raise ServerUnreachable(_rejected_message(base_url, config, response.status_code))
+            listed = listed_models(response)
+            for model, setting in configured_models(config).items():
+                if probe and _needs_probe(model, listed, response.status_code):
+                    await probe_model(config, base_url, model, setting, listed)
+
+
+def configured_models(config: Config) -> dict[str, str]:
+    """Each model the run asks, with the first setting that names it."""
+    models: dict[str, str] = {}
+    for setting in ("LOGICAL_MODEL", "LARGE_LOGICAL_MODEL"):
+        models.setdefault(getattr(config.api, setting), f"API.{setting}")
+    return models
+
+
+def listed_models(response: httpx.Response) -> Optional[list[str]]:
+    """The model names of a listing (OpenAI: data[].id; Cohere: models[].name), None when there is none."""
+    if response.status_code != 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    entries = (body.get("data") or body.get("models")) if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        return None
+    names = [entry.get("id") or entry.get("name") for entry in entries if isinstance(entry, dict)]
+    return [name for name in names if isinstance(name, str)]
+
+
+def _needs_probe(model: str, listed: Optional[list[str]], status: int) -> bool:
+    if listed is None:
+        return status == 404
+    # An empty listing says nothing; Ollama lists "name:latest" for "name".
+    return bool(listed) and model not in listed and f"{model}:latest" not in listed
+
+
+async def probe_model(config: Config, base_url: str, model: str, setting: str, listed: Optional[list[str]]) -> None:
+    """One request of one token, made as the run makes its own (same stop sequences):
+    ConfigurationRejected if the server refuses it for good; anything else is left to the run."""
+    from engine_wrapper_class import EngineWrapper, RequestStats, RetryPolicy, make_backends
+    from generation_functions.concurrency import RequestLimiter
+    from generation_functions.rejections import RequestShape, rejected_configuration
+
+    backends = make_backends(
+        config.system.MODE, config.system.COMPLETION_MODE, [base_url], config.api_key, model, config.system.REQUEST_TIMEOUT
+    )
+    retry = RetryPolicy(max_seconds=min(config.system.MAX_RETRY_SECONDS, 15.0))
+    engine = EngineWrapper(backends, RequestLimiter(1), retry, RequestStats(), model)
+    prompt = PING_PROMPT if config.system.COMPLETION_MODE else [{"role": "user", "content": PING_PROMPT}]
+    stops = tuple(config.system.STOP_SEQUENCES) if config.system.STOP else ()
+    try:
+        await engine.generate(prompt, Sampling(temperature=0.0, max_tokens=1, stop=stops))
+    except RequestRejected as exc:
+        shape = RequestShape(model=model, model_setting=setting)
+        raise rejected_configuration(exc, shape, f"a one-token test request for model {model!r}", listed) from None
+    except ServerUnreachable:
+        raise
+    except EngineError:
+        pass  # a server that keeps failing now: the run's own retries deal with it
+    finally:
+        await engine.close()
 
 
 def _key_hint(config: Config) -> str:
@@ -217,6 +283,8 @@ async def server_check(config: Config, result: CheckResult) -> None:
         await ping_models(config, result)
     except ServerUnreachable as exc:
         result.problem(str(exc).splitlines()[0])
+    except ConfigurationRejected as exc:
+        result.problem(f"{exc}. To fix it: {exc.setting}")
 
 
 def examples_check(prompts: dict, result: CheckResult) -> dict[str, list[str]]:

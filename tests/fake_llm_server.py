@@ -458,7 +458,7 @@ class FakeLLMServer:
                 self.reset_stats()
                 return web.json_response({"reset": True})
             if http.path.rstrip("/").endswith("/models"):
-                names = self.models or ["fake-model"]
+                names = self.models if self.models is not None else []  # None: serves any name, lists none
                 return web.json_response({"object": "list", "data": [{"id": name, "object": "model"} for name in names]})
             return web.json_response({"error": {"message": "not found"}}, status=404)
         if http.path not in _ENDPOINTS:

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,8 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         sys.executable, "-m", "tests.fake_llm_server", "--port", str(port),
         "--latency", str(args.latency), "--per-token-latency", str(args.per_token_latency),
         "--capacity", str(args.capacity), "--max-pairs", str(args.max_pairs),
+        "--fault-rate", str(getattr(args, "fault_rate", 0.0)), "--faults", getattr(args, "fault_kinds", "500,429"),
+        "--seed", str(getattr(args, "seed", 0)),
     ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -92,7 +95,12 @@ def warm_up(base: str) -> None:
     """One request before timing: the server's first answer pays its own start-up."""
     body = json.dumps({"model": "warm-up", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()
     request = urllib.request.Request(base + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=30).read()
+    for _ in range(50):  # with --fault-rate the warm-up itself may draw a fault
+        try:
+            urllib.request.urlopen(request, timeout=30).read()
+            break
+        except urllib.error.HTTPError:
+            continue
     urllib.request.urlopen(base + "/stats/reset", timeout=5).read()
 
 
@@ -306,6 +314,7 @@ def run(args: argparse.Namespace) -> dict:
         "retries": report["requests"]["retries"],
         "lowest_in_flight_allowed": report["requests"]["lowest_in_flight_allowed"],
         "retry_reasons": report["requests"]["retry_reasons"],
+        "faults_injected": stats.get("faults", {}),
     }
 
 

@@ -85,3 +85,16 @@ def test_the_benchmark_runs_and_reports_every_figure(tmp_path):
         assert name in figures, name
     assert float(figures["wall_s"]) >= float(figures["clairvoyant_schedule_s"]) * 0.95
     assert float(figures["clairvoyant_schedule_s"]) >= float(figures["ideal_s"]) - 1e-3
+
+
+def test_the_fault_benchmark_runs_both_jobs_and_prints_the_ratio(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_faults.py"), "--chunks", "3", "--latency", "0.02",
+         "--concurrency", "4", "--fault-rate", "0.3", "--input", str(REPO / "raw_text_input"), "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wall time with faults / fault-free:" in result.stdout
+    faults = next(line for line in result.stdout.splitlines() if line.strip().startswith("faults_injected"))
+    assert "'500'" in faults or "'429'" in faults  # faults were injected into the second run only
+    assert "fault-free {}" in faults

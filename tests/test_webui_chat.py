@@ -371,3 +371,10 @@ def test_temperature_and_answer_length_reach_the_server(tmp_path):
         body = questions_asked(server)[0].body
     assert turns[0].state == DONE and (body["temperature"], body["max_tokens"]) == (0.0, 64)
     assert wrong[0].state == FAILED and "temperature must be between 0 and 2" in wrong[0].note
+
+
+def test_with_rag_off_the_page_waits_for_the_model_not_for_a_search(tmp_path):
+    with FakeLLMServer() as server:
+        _, pages = run(ask(ChatService(chat_config(tmp_path, server)), ["What is the average block time?"], ChatOptions(rag=False)))
+    assert "Searching the documents" not in pages[0][0] and "Waiting for the model" in pages[0][0]
+    assert "Search is off" in pages[0][1]

@@ -349,6 +349,8 @@ class ChatService:
             check_seconds = 0.0 if stats else time.perf_counter() - checked
         else:
             check_seconds = 0.0
+            turn.state = STREAMING  # nothing to search: waiting for the model
+            status = status or "Search is off: the questions go to the model without documents."
             yield ChatUpdate(turns, status)
         async for update in self._stream(turns, turn, settings, config, retriever, options, earlier, status, started, check_seconds):
             yield update

@@ -304,7 +304,7 @@ class ChatService:
         return f"The search index of {index_source_text(config)} is built or updated at the first question."
 
     async def update_index(self) -> ChatUpdate:
-        """The "Update the search index" button: build or update it now."""
+        """The "Build or update the search index now" button."""
         try:
             config = self.saved_config()
             _, stats = await self.keeper.retriever(config)

@@ -43,7 +43,7 @@ log = logging.getLogger("verustoolkit.webui")
 
 LARGE, SMALL, CUSTOM = "large", "small", "custom"
 # What a turn is doing; the view shows each differently.
-SEARCHING, STREAMING, DONE, BROKEN, FAILED = "searching", "streaming", "done", "broken", "failed"
+SEARCHING, STREAMING, DONE, BROKEN, FAILED, STOPPED = "searching", "streaming", "done", "broken", "failed", "stopped"
 STREAM_INTERVAL = 0.05  # seconds between page updates while an answer streams (the first piece goes at once)
 BASE_URL_HINT = "the chat's Base URL field (Model: another server or model)"
 MODEL_HINT = "the chat's Model field"
@@ -68,6 +68,10 @@ class ChatTurn:
     def in_history(self) -> bool:
         """Only a finished answer is part of the conversation the model sees next."""
         return self.state == DONE
+
+    @property
+    def active(self) -> bool:
+        return self.state in (SEARCHING, STREAMING)
 
 
 def history(turns: list[ChatTurn]) -> list[Exchange]:
@@ -324,6 +328,14 @@ class ChatService:
         earlier = history(turns)
         turn = ChatTurn(question, rag=options.rag)
         turns.append(turn)
+        try:
+            async for update in self._answer(turn, options, turns, earlier, started):
+                yield update
+        finally:
+            if turn.active:
+                turn.state = STOPPED  # cancelled (Clear), or its conversation was cleared
+
+    async def _answer(self, turn, options, turns, earlier, started) -> AsyncIterator[ChatUpdate]:
         status = self.keeper.status
         try:
             config = self.saved_config()
@@ -403,6 +415,19 @@ class ChatService:
     def _fail(turns: list[ChatTurn], turn: ChatTurn, message: str, status: str = "") -> ChatUpdate:
         turn.state, turn.note = FAILED, message
         return ChatUpdate(turns, status or message, not status)
+
+
+async def stopped(turns: list[ChatTurn], timeout: float = 1.5) -> bool:
+    """Wait until none of these turns is still being answered (False: timed out).
+
+    Clear waits for this before it shows the empty chat, so that no update of the
+    answer it stopped can arrive after it and show the old conversation again."""
+    deadline = time.monotonic() + timeout
+    while any(turn.active for turn in turns):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 def _index_problem(exc: Exception) -> str:

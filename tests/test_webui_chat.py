@@ -18,7 +18,7 @@ from generation_functions.config import load_config
 from tests.conftest import write_config
 from tests.fake_llm_server import CHAT, FakeLLMServer
 from tests.test_retrieval_index import DOCUMENTS, write_documents
-from webui.chat_tab import BROKEN, CUSTOM, DONE, FAILED, SMALL, ChatOptions, ChatService, ChatTurn, model_choices
+from webui.chat_tab import BROKEN, CUSTOM, DONE, FAILED, SMALL, STOPPED, ChatOptions, ChatService, ChatTurn, model_choices, stopped
 from webui.chat_view import chat_html, page_values
 
 SECRET = "sk-chat-tab-secret-2290"
@@ -352,15 +352,17 @@ def test_clearing_the_conversation_stops_the_answer_that_streams(tmp_path):
         service = ChatService(chat_config(tmp_path, server))
 
         async def scenario():
-            turns, pages = [], []
+            turns, pages, cleared = [], [], []
             async for page in page_values(service.ask("What is the average block time?", ChatOptions(), turns)):
                 pages.append(page)
-                if turns[0].answer:
+                if turns and turns[0].answer:
+                    cleared = [turn for turn in turns if turn.active]
                     turns.clear()  # what the Clear button does to the session's list
-            return turns, pages
+            return turns, pages, cleared, await stopped(cleared, timeout=0.1)
 
-        turns, pages = run(scenario())
+        turns, pages, cleared, done = run(scenario())
     assert turns == [] and len(pages) <= 3  # status, sources, the first words: then it stopped
+    assert done and [turn.state for turn in cleared] == [STOPPED]
 
 
 def test_temperature_and_answer_length_reach_the_server(tmp_path):
@@ -371,3 +373,10 @@ def test_temperature_and_answer_length_reach_the_server(tmp_path):
         body = questions_asked(server)[0].body
     assert turns[0].state == DONE and (body["temperature"], body["max_tokens"]) == (0.0, 64)
     assert wrong[0].state == FAILED and "temperature must be between 0 and 2" in wrong[0].note
+
+
+def test_with_rag_off_the_page_waits_for_the_model_not_for_a_search(tmp_path):
+    with FakeLLMServer() as server:
+        _, pages = run(ask(ChatService(chat_config(tmp_path, server)), ["What is the average block time?"], ChatOptions(rag=False)))
+    assert "Searching the documents" not in pages[0][0] and "Waiting for the model" in pages[0][0]
+    assert "Search is off" in pages[0][1]

@@ -43,7 +43,7 @@ log = logging.getLogger("verustoolkit.webui")
 
 LARGE, SMALL, CUSTOM = "large", "small", "custom"
 # What a turn is doing; the view shows each differently.
-SEARCHING, STREAMING, DONE, BROKEN, FAILED = "searching", "streaming", "done", "broken", "failed"
+SEARCHING, STREAMING, DONE, BROKEN, FAILED, STOPPED = "searching", "streaming", "done", "broken", "failed", "stopped"
 STREAM_INTERVAL = 0.05  # seconds between page updates while an answer streams (the first piece goes at once)
 BASE_URL_HINT = "the chat's Base URL field (Model: another server or model)"
 MODEL_HINT = "the chat's Model field"
@@ -68,6 +68,10 @@ class ChatTurn:
     def in_history(self) -> bool:
         """Only a finished answer is part of the conversation the model sees next."""
         return self.state == DONE
+
+    @property
+    def active(self) -> bool:
+        return self.state in (SEARCHING, STREAMING)
 
 
 def history(turns: list[ChatTurn]) -> list[Exchange]:
@@ -304,7 +308,7 @@ class ChatService:
         return f"The search index of {index_source_text(config)} is built or updated at the first question."
 
     async def update_index(self) -> ChatUpdate:
-        """The "Update the search index" button: build or update it now."""
+        """The "Build or update the search index now" button."""
         try:
             config = self.saved_config()
             _, stats = await self.keeper.retriever(config)
@@ -324,6 +328,14 @@ class ChatService:
         earlier = history(turns)
         turn = ChatTurn(question, rag=options.rag)
         turns.append(turn)
+        try:
+            async for update in self._answer(turn, options, turns, earlier, started):
+                yield update
+        finally:
+            if turn.active:
+                turn.state = STOPPED  # cancelled (Clear), or its conversation was cleared
+
+    async def _answer(self, turn, options, turns, earlier, started) -> AsyncIterator[ChatUpdate]:
         status = self.keeper.status
         try:
             config = self.saved_config()
@@ -349,6 +361,8 @@ class ChatService:
             check_seconds = 0.0 if stats else time.perf_counter() - checked
         else:
             check_seconds = 0.0
+            turn.state = STREAMING  # nothing to search: waiting for the model
+            status = status or "Search is off: the questions go to the model without documents."
             yield ChatUpdate(turns, status)
         async for update in self._stream(turns, turn, settings, config, retriever, options, earlier, status, started, check_seconds):
             yield update
@@ -401,6 +415,19 @@ class ChatService:
     def _fail(turns: list[ChatTurn], turn: ChatTurn, message: str, status: str = "") -> ChatUpdate:
         turn.state, turn.note = FAILED, message
         return ChatUpdate(turns, status or message, not status)
+
+
+async def stopped(turns: list[ChatTurn], timeout: float = 1.5) -> bool:
+    """Wait until none of these turns is still being answered (False: timed out).
+
+    Clear waits for this before it shows the empty chat, so that no update of the
+    answer it stopped can arrive after it and show the old conversation again."""
+    deadline = time.monotonic() + timeout
+    while any(turn.active for turn in turns):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 def _index_problem(exc: Exception) -> str:

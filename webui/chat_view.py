@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import AsyncIterator, Sequence
 
-from webui.chat_tab import BROKEN, DONE, FAILED, SEARCHING, STREAMING, ChatTurn, ChatUpdate
+from webui.chat_tab import BROKEN, DONE, FAILED, SEARCHING, STOPPED, STREAMING, ChatTurn, ChatUpdate
 from webui.rendering import text
 
 CSS = """
@@ -79,6 +79,8 @@ def _answer(turn: ChatTurn) -> str:
         )
     elif turn.state == FAILED:
         body += f'<div class="vt-answer-note" data-note="failed">⚠ No answer: {text(turn.note)}</div>'
+    elif turn.state == STOPPED:
+        body += '<div class="vt-answer-note" data-note="stopped">Stopped.</div>'
     elif turn.state == DONE:
         body += f'<div class="vt-answer-meta">{html.escape(_timing(turn))}</div>'
     return body

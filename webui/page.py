@@ -19,7 +19,7 @@ from typing import Any, Optional
 from generation_functions.datasets import DATASET_FILES, RUN_REPORT
 from generation_functions.errors import ConfigError
 from webui import chat_view, checks, rendering
-from webui.chat_tab import CUSTOM, LARGE, ChatOptions, ChatService, model_choices
+from webui.chat_tab import CUSTOM, LARGE, ChatOptions, ChatService, model_choices, stopped
 from webui.config_file import (
     Problems,
     describe_problems,
@@ -494,11 +494,14 @@ def _wire_chat(gr: Any, app: Any, ctx: AppContext, chat: dict) -> None:
             yield log_html, status, turns, (gr.skip() if cleared else "")
             cleared = True
 
-    def clear(turns: Optional[list]) -> tuple:
-        # Emptied in place: an answer still streaming sees it and stops, even before gradio cancels it.
-        if turns is not None:
-            turns.clear()
-        return chat_view.EMPTY, chat_view.status_html(ctx.chat.intro_status()), turns if turns is not None else [], ""
+    async def clear(turns: Optional[list]) -> tuple:
+        # Emptied in place: an answer still streaming sees it and stops, even before gradio cancels it;
+        # the empty chat is shown once it has stopped, so that none of its updates comes after.
+        turns = turns if turns is not None else []
+        running = [turn for turn in turns if turn.active]
+        turns.clear()
+        await stopped(running)
+        return chat_view.EMPTY, chat_view.status_html(ctx.chat.intro_status()), turns, ""
 
     async def update_index() -> str:
         update = await ctx.chat.update_index()

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional, TypeVar
 
@@ -24,6 +24,8 @@ from generation_functions import output_processors as parsers
 from generation_functions.chunking import Chunk, chunk_documents
 from generation_functions.concurrency import RequestLimiter
 from generation_functions.config import Config
+from generation_functions.constraint_probe import choose_constraints, record_choice
+from generation_functions.constraints import constraint_for
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
@@ -72,13 +74,22 @@ def stop_sequences(config: Config) -> tuple[str, ...]:
     return tuple(config.system.STOP_SEQUENCES) if config.system.STOP else ()
 
 
-def build_steps(config: Config) -> dict[str, GenerationStep]:
-    """Every row of the table of steps, with the sampling this config gives it."""
+def build_steps(config: Config, constraint_fields: Optional[dict[ModelRole, Optional[str]]] = None) -> dict[str, GenerationStep]:
+    """Every row of the table of steps, with the sampling this config gives it.
+
+    constraint_fields: per model role, the constrained-output field its server honours
+    (constraint_probe.py); a step served by a role with one sends its output format in it."""
     stops = stop_sequences(config)
-    return {
-        step.prompt_name: GenerationStep.from_table(step, step.sampling_for(config.sampling_overrides(step.key), stops))
-        for step in STEPS
-    }
+    built = {}
+    for step in STEPS:
+        sampling = step.sampling_for(config.sampling_overrides(step.key), stops)
+        honoured = (constraint_fields or {}).get(step.model)
+        if honoured is not None and step.output_format is not None:
+            output_format = step.output_format
+            constraint = constraint_for(honoured, step.key, output_format.grammar, output_format.schema)
+            sampling = replace(sampling, constraint=constraint)
+        built[step.prompt_name] = GenerationStep.from_table(step, sampling)
+    return built
 
 
 def load_prompts(config: Config) -> dict[str, Any]:
@@ -107,6 +118,7 @@ class RunContext:
     progress: "ProgressSink"
     paths: PathEstimator
     corpus: "CorpusSearch"
+    constraints: Any = None  # the ConstraintChoice the run made (constraint_probe.py)
 
 
 @dataclass(frozen=True)
@@ -587,11 +599,13 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     output_dir = config.output_dir
     remove_stale_temporaries(written_folders(output_dir))
     report = RunReport()
+    constraints = await choose_constraints(config)
+    record_choice(output_dir, constraints)
     engines = Engines.build(config)
     store = CallStore(output_dir)
     chain = [step.prompt_name for step in active_steps(config)]
     paths = PathEstimator(chain, writer=QUESTION_GENERATION, conversation=CONVERSATION)
-    built = build_steps(config)
+    built = build_steps(config, constraints.fields_by_role(config))
     steps = {
         step.prompt_name: BoundStep(
             built[step.prompt_name],
@@ -603,7 +617,7 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
         )
         for step in STEPS
     }
-    ctx = RunContext(config, steps, report, output_dir, progress, paths, CorpusSearch(config))
+    ctx = RunContext(config, steps, report, output_dir, progress, paths, CorpusSearch(config), constraints)
     index = ChunkIndex()
     pretraining = PretrainingWriter(output_dir)
     try:
@@ -660,6 +674,19 @@ async def rag_rows_for(config: Config, corpus: CorpusSearch) -> RagRows:
     return RagRows(settings, lambda question, k, exclude: [hit.text for hit in index.search(question, k, exclude)])
 
 
+def _constrained_output(choice, engines: Engines) -> dict:
+    """The setting, the field each model's requests used, and any refusal that turned them off mid-run."""
+    data = choice.as_dict()
+    refused = {
+        engine.model: engine.constraints_refused
+        for engine in {id(e): e for e in (engines.logical, engines.large)}.values()
+        if engine.constraints_refused
+    }
+    if refused:
+        data["refused_mid_run"] = refused
+    return data
+
+
 def _describe_stop(exc: BaseException) -> str:
     if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         return "cancelled"
@@ -684,6 +711,8 @@ def _write_report(
         "lowest_in_flight_allowed": engines.limiter.lowest,
     }
     data["budget"] = engines.budget.as_dict()
+    if ctx.constraints is not None:
+        data["constrained_output"] = _constrained_output(ctx.constraints, engines)
     data["outputs"] = outputs or {}
     if quality is not None:
         data["quality"] = quality

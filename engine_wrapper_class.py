@@ -35,6 +35,7 @@ import orjson
 
 from generation_functions.budget import Budget, Price, plausible_usage
 from generation_functions.concurrency import RequestLimiter
+from generation_functions.constraints import cohere_fields, openai_fields
 from generation_functions.errors import EngineError, RequestRejected, ServerUnreachable
 from generation_functions.prompts import Prompt
 from generation_functions.steps import Sampling  # re-exported: callers build requests with it
@@ -172,12 +173,44 @@ class EngineWrapper:
         self.model = model
         self.budget = budget or Budget()
         self._warned_usage = False
+        # Set when the server refused a constrained request that it took without the constraint:
+        # later requests go without one (SYSTEM.CONSTRAINED_OUTPUT falls back to off).
+        self.constraints_refused: Optional[str] = None
 
     async def generate(
         self, prompt: Prompt, sampling: Sampling, keep: Optional[Callable[[Completion], Awaitable[None]]] = None
     ) -> Completion:
         """Ask the model; `keep` stores the answer before the request's slot is
-        freed, so a killed run loses no more than CONCURRENCY_LIMIT answers."""
+        freed, so a killed run loses no more than CONCURRENCY_LIMIT answers.
+
+        A constrained request the server refuses is asked again without its constraint;
+        when that is taken, the refusal was the constraint's, and the engine sends no
+        more constraints (one warning says so)."""
+        if sampling.constraint is not None and self.constraints_refused is not None:
+            sampling = replace(sampling, constraint=None)
+        if sampling.constraint is None:
+            return await self._generate(prompt, sampling, keep)
+        try:
+            return await self._generate(prompt, sampling, keep)
+        except RequestRejected as refusal:
+            plain = await self._generate(prompt, replace(sampling, constraint=None), keep)  # raises if not the constraint
+            self._stop_constraints(sampling.constraint.field, refusal)
+            return plain
+
+    def _stop_constraints(self, field: str, refusal: RequestRejected) -> None:
+        if self.constraints_refused is None:
+            self.constraints_refused = f"HTTP {refusal.status}: {refusal.detail}"
+            log.warning(
+                "the server for model %s refused constrained output in the %r field (%s); the run goes on "
+                "without it, as with SYSTEM.CONSTRAINED_OUTPUT: off, and outputs that miss the format are asked again",
+                self.model,
+                field,
+                self.constraints_refused,
+            )
+
+    async def _generate(
+        self, prompt: Prompt, sampling: Sampling, keep: Optional[Callable[[Completion], Awaitable[None]]]
+    ) -> Completion:
         # The retry window counts the time spent on failed attempts and on the
         # waits between them, not the time spent queued for a slot: when the
         # limiter is lowered, a request may queue for long without the server
@@ -456,6 +489,8 @@ class _OpenAIHTTPBackend:
         fields = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens}
         if sampling.stop:
             fields["stop"] = list(sampling.stop)
+        if sampling.constraint is not None:
+            fields.update(openai_fields(sampling.constraint))
         return fields
 
     async def close(self) -> None:
@@ -512,6 +547,7 @@ class CohereChatBackend:
                 p=min(max(sampling.top_p, 0.01), 0.99),
                 max_tokens=sampling.max_tokens,
                 **({"stop_sequences": list(sampling.stop)} if sampling.stop else {}),
+                **(cohere_fields(sampling.constraint) if sampling.constraint is not None else {}),
             )
         except Exception as exc:
             raise self._translate(exc) from None

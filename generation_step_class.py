@@ -21,6 +21,8 @@ from engine_wrapper_class import Completion, EngineWrapper
 from generation_functions.errors import ParseError, RequestRejected
 from generation_functions.prompts import Prompt, placeholders_in, render
 from generation_functions.rejections import RejectionWatch
+from generation_functions.constraints import JSON_SCHEMA
+from generation_functions.step_formats import protocol_text
 from generation_functions.steps import Sampling, Step
 from generation_functions.store import CallStore, work_key
 
@@ -52,12 +54,25 @@ class GenerationStep(Generic[T]):
     retries: int = 2
     check_retries: int = 0
     whole_part_of_cut: Optional[Callable[[str], str]] = None
+    # Turns the server's answer into the protocol's text before parsing: a JSON answer
+    # (constrained by the step's schema) is rendered as the markers its parser reads.
+    decode: Optional[Callable[[str], str]] = None
 
     @classmethod
     def from_table(cls, step: Step, sampling: Sampling) -> "GenerationStep":
         """The step of a table row, with the sampling this run uses for it."""
+        decode = None
+        if sampling.constraint is not None and sampling.constraint.kind == JSON_SCHEMA and step.output_format:
+            output_format = step.output_format
+            decode = lambda answer: protocol_text(output_format, answer)  # noqa: E731
         return cls(
-            step.prompt_name, step.processor, sampling, step.parse_retries, step.check_retries, step.whole_part_of_cut
+            step.prompt_name,
+            step.processor,
+            sampling,
+            step.parse_retries,
+            step.check_retries,
+            step.whole_part_of_cut,
+            decode,
         )
 
 
@@ -122,18 +137,26 @@ class BoundStep(Generic[T]):
                 return StepOutcome(None, f"request rejected: {exc}", last_output)
             last_output = completion.text
             cut_off = was_cut_off(completion.finish_reason)
+            if self.step.decode is not None and not cut_off:
+                try:
+                    last_output = self.step.decode(completion.text)
+                except ParseError as exc:
+                    reason = f"unparsable output ({exc})"
+                    self.failures["unparsable output"] += 1
+                    log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
+                    continue
             if cut_off and self.step.whole_part_of_cut is None:
                 # A verdict or a conversation cut short is never used: it is asked again.
                 reason = f"output cut off at max_tokens ({self.step.sampling.max_tokens})"
                 self.failures["output cut off at max_tokens"] += 1
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
                 continue
-            text = self.step.whole_part_of_cut(completion.text) if cut_off else completion.text
+            text = self.step.whole_part_of_cut(last_output) if cut_off else last_output
             try:
                 value = self.step.processor(text)
             except ParseError as exc:
                 reason = f"unparsable output ({exc})"
-                category = "empty output" if not completion.text.strip() else "unparsable output"
+                category = "empty output" if not last_output.strip() else "unparsable output"
                 if cut_off:
                     reason = "output cut off at max_tokens; " + reason
                     category = "output cut off at max_tokens"
@@ -142,7 +165,7 @@ class BoundStep(Generic[T]):
                 continue
             if cut_off:
                 self.failures["output cut off at max_tokens (its whole part kept)"] += 1
-            return StepOutcome(value, "", completion.text, cut_off=cut_off)
+            return StepOutcome(value, "", last_output, cut_off=cut_off)
         return StepOutcome(None, reason, last_output)
 
     async def _complete(self, key: str, rendered: Prompt, values: Mapping[str, str]) -> Completion:

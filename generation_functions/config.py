@@ -150,6 +150,9 @@ class SystemSection(_Section):
     # Strict: `REQUEST_TIMEOUT: true` or '10' is a mistake, not a number (an int is fine).
     REQUEST_TIMEOUT: StrictFloat = Field(default=180.0, gt=0, le=3600)
     MAX_RETRY_SECONDS: StrictFloat = Field(default=600.0, ge=0, le=86_400)
+    # Each step's output format sent as a decoding constraint (README: "Constrained output").
+    # Off when the key is absent, so configs written before it behave as they did.
+    CONSTRAINED_OUTPUT: Literal["auto", "grammar", "json_schema", "off"] = "off"
 
     @field_validator("FINAL_ASSISTANT_PROMPT_RAG", "FINAL_ASSISTANT_PROMPT_RAG_VARIANTS")
     @classmethod
@@ -310,6 +313,15 @@ class _Root(_Section):
     def _cohere_has_no_completion_mode(self) -> "_Root":
         if self.SYSTEM.MODE == "cohere" and self.SYSTEM.COMPLETION_MODE:
             raise ValueError("SYSTEM.COMPLETION_MODE must be false with SYSTEM.MODE cohere (Cohere serves chat only)")
+        return self
+
+    @model_validator(mode="after")
+    def _cohere_takes_no_grammar(self) -> "_Root":
+        if self.SYSTEM.MODE == "cohere" and self.SYSTEM.CONSTRAINED_OUTPUT == "grammar":
+            raise ValueError(
+                "SYSTEM.CONSTRAINED_OUTPUT: grammar is not available with SYSTEM.MODE cohere "
+                "(Cohere constrains JSON only): use json_schema or auto"
+            )
         return self
 
 

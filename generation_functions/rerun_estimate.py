@@ -84,7 +84,10 @@ class ChunkReplayer:
         self._scratch = tempfile.TemporaryDirectory(prefix="verustoolkit-replay-")
         self.store = CallStore(config.output_dir, read_only=True)
         engines = {ModelRole.LOGICAL: _NoRequests(config.api.LOGICAL_MODEL), ModelRole.LARGE: _NoRequests(config.api.LARGE_LOGICAL_MODEL)}
-        built = build_steps(config)  # the run's sampling, SAMPLING overrides included: they are in the call keys
+        from generation_functions.constraint_probe import recorded_choice
+
+        # The run's sampling, SAMPLING overrides and the constraints it chose included: they are in the call keys.
+        built = build_steps(config, recorded_choice(config.output_dir).fields_by_role(config))
         steps = {
             step.prompt_name: BoundStep(built[step.prompt_name], prompts[step.prompt_name], engines[step.model], self.store)
             for step in STEPS

@@ -21,6 +21,8 @@ from enum import Enum
 from typing import Any, Callable, Optional
 
 from generation_functions import output_processors as parsers
+from generation_functions import step_formats as formats
+from generation_functions.constraints import Constraint
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,14 @@ class Sampling:
     top_p: float = 1.0
     max_tokens: int = 3000
     stop: tuple[str, ...] = ()
+    # The step's output format as a decoding constraint (None: unconstrained).
+    constraint: Optional[Constraint] = None
 
     def as_dict(self) -> dict:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "stop": list(self.stop)}
+        data = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens, "stop": list(self.stop)}
+        if self.constraint is not None:  # absent when off, so calls stored before constraints existed still match
+            data["constraint"] = self.constraint.fingerprint()
+        return data
 
 
 class ModelRole(str, Enum):
@@ -75,6 +82,8 @@ class Step:
     whole_part_of_cut: Optional[Callable[[str], str]] = None
     # Whether the run asks this step at all under the given config (e.g. SKIP.QUESTION_CHECK).
     enabled: Callable[[Any], bool] = lambda config: True
+    # The output protocol as a grammar and a JSON schema: the parser's twin (step_formats.py).
+    output_format: Optional[formats.OutputFormat] = None
 
     def sampling_for(self, overrides: Optional[dict[str, Any]], stop: tuple[str, ...]) -> Sampling:
         """The defaults with the config's overrides (None: keep the default) and the run's stop sequences."""
@@ -103,6 +112,7 @@ STEPS: tuple[Step, ...] = (
         marker="UNSUITABLE",
         votes=True,
         enabled=lambda config: not config.skip.CHUNK_FILTER,
+        output_format=formats.CHUNK_FILTER,
     ),
     Step(
         key="question_generation",
@@ -115,6 +125,7 @@ STEPS: tuple[Step, ...] = (
         provides=CHUNK_FIELDS,
         marker="**QUESTION:**",
         whole_part_of_cut=parsers.whole_pairs_of_cut_output,  # the pairs before the cut are whole
+        output_format=formats.QUESTION_GENERATION,
     ),
     Step(
         key="question_check",
@@ -128,6 +139,7 @@ STEPS: tuple[Step, ...] = (
         marker="IRRELEVANT",
         votes=True,
         enabled=lambda config: not config.skip.QUESTION_CHECK,
+        output_format=formats.QUESTION_CHECK,
     ),
     Step(
         key="answer_check",
@@ -140,6 +152,7 @@ STEPS: tuple[Step, ...] = (
         provides=PAIR_FIELDS,
         marker="INACCURATE",
         votes=True,
+        output_format=formats.ANSWER_CHECK,
     ),
     Step(
         key="context_repair",
@@ -151,6 +164,7 @@ STEPS: tuple[Step, ...] = (
         scope=Scope.PAIR,
         provides=PAIR_FIELDS,
         marker="Final judgment",
+        output_format=formats.CONTEXT_REPAIR,
     ),
     Step(
         key="conversation",
@@ -163,6 +177,7 @@ STEPS: tuple[Step, ...] = (
         provides=CHUNK_FIELDS | {"question_answer_list"},
         marker="**AI Assistant:**",
         check_retries=1,
+        output_format=formats.CONVERSATION,
     ),
 )
 
@@ -183,6 +198,7 @@ EVALUATION_STEPS: tuple[Step, ...] = (
         provides=PAIR_FIELDS | {"question_answer_list"},
         marker="PARTLY CORRECT",
         votes=True,
+        output_format=formats.JUDGE,
     ),
 )
 

@@ -1,0 +1,308 @@
+"""Each step's output format as a decoding constraint: the twin of its parser.
+
+For every step there is
+- a GBNF grammar of the marker protocol its parser reads (free reasoning, then the
+  verdict line; QUESTION/ANSWER blocks; User/AI Assistant turns), sent to servers
+  that take grammars. Prompts and parsers stay as they are;
+- a JSON schema with the same content, for servers that constrain JSON only, and
+  the two functions between a JSON answer and the protocol's text: `to_text`
+  renders an answer so the step's own parser reads it (so JSON answers become the
+  same typed values), `from_text` goes the other way (tests, the fake server).
+
+The grammars bound what is free: reasoning has at most a few dozen lines of a few
+hundred characters before the verdict must come, so a small model that rambles is
+made to conclude before max_tokens instead of being cut off without a verdict.
+The bounds are wide enough for every few-shot example of the default prompt sets
+and for the recorded outputs of a 70B model (tests/test_step_formats.py checks
+both). Rules are not recursive, so tests can check texts against them without
+llama.cpp (generation_functions/gbnf.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from generation_functions import output_processors as parsers
+from generation_functions.constraints import strip_code_fence
+from generation_functions.errors import ParseError
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    grammar: str  # GBNF, root rule `root`
+    schema: dict  # JSON schema (strict: every property required, no others)
+    to_text: Callable[[Any], str]  # a JSON answer (already decoded) -> the protocol's text
+    from_text: Callable[[str], dict]  # the protocol's text -> a JSON answer (raises ParseError)
+
+
+# Pieces every grammar shares. A "gap" is a line break or a blank line or two.
+_COMMON = r"""
+gap ::= "\n" | "\n\n" | "\n\n\n"
+line ::= [^\n]{1,500}
+"""
+# A line of a body that cannot be taken for a marker: it does not open with "**".
+_BODY = r"""
+body ::= [^\n]{1,1000} (gap body-line){0,16}
+body-line ::= ([^\n*] | "*" [^\n*]) [^\n]{0,1000}
+sep ::= " " | gap
+"""
+
+
+def _grammar(*parts: str) -> str:
+    return "\n".join(part.strip("\n") for part in parts) + "\n"
+
+
+def _reasoned(verdict_rule: str, lines: int) -> str:
+    """Free reasoning of at most `lines` lines, then a line that ends in the verdict."""
+    return _grammar(f"root ::= (line gap){{0,{lines}}} verdict", verdict_rule, _COMMON)
+
+
+def _string(description: str) -> dict:
+    return {"type": "string", "description": description}
+
+
+def _object(**properties: dict) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _field(answer: Any, name: str, kind: type = str) -> Any:
+    if not isinstance(answer, dict):
+        raise ParseError(f"the JSON answer is not an object: {parsers.preview(str(answer))}")
+    value = answer.get(name)
+    if not isinstance(value, kind):
+        raise ParseError(f"the JSON answer has no {name!r} {kind.__name__}: {parsers.preview(json.dumps(answer))}")
+    return value
+
+
+def _choice(answer: Any, name: str, choices: tuple[str, ...]) -> str:
+    value = _field(answer, name)
+    if value not in choices:
+        raise ParseError(f"the JSON answer's {name!r} is {value!r}, not one of {', '.join(choices)}")
+    return value
+
+
+def _reasoning_of(text: str) -> str:
+    """The protocol text before its last line (the verdict line)."""
+    lines = parsers._normalize(text).rstrip().splitlines()
+    return "\n".join(lines[:-1]).strip()
+
+
+# ---------------------------------------------------------------- chunk filter
+
+_SUITABILITY = ("SUITABLE", "UNSUITABLE")
+
+
+def _filter_text(answer: Any) -> str:
+    verdict = _choice(answer, "verdict", _SUITABILITY)
+    line = "SUITABLE" if verdict == "SUITABLE" else f"UNSUITABLE: {_field(answer, 'kind').strip() or 'unsuitable'}"
+    return f"{_field(answer, 'reasoning').strip()}\n\n{line}".strip()
+
+
+def _filter_json(text: str) -> dict:
+    suitable, kind = parsers.parse_chunk_filter(text)
+    return {"reasoning": _reasoning_of(text), "verdict": "SUITABLE" if suitable else "UNSUITABLE", "kind": kind}
+
+
+CHUNK_FILTER = OutputFormat(
+    grammar=_reasoned(
+        'verdict ::= [^\\n]{0,300} ("SUITABLE" | "UNSUITABLE" (":" " "? [^\\n]{1,100})?) [.*]{0,3}', lines=12
+    ),
+    schema=_object(
+        reasoning=_string("what the chunk holds, briefly"),
+        verdict={"type": "string", "enum": list(_SUITABILITY)},
+        kind=_string("for UNSUITABLE: what kind of chunk it is; empty for SUITABLE"),
+    ),
+    to_text=_filter_text,
+    from_text=_filter_json,
+)
+
+
+# ---------------------------------------------------------------- question generation
+
+
+def _pairs_text(answer: Any) -> str:
+    pairs = _field(answer, "pairs", list)
+    written = [(_field(pair, "question").strip(), _field(pair, "answer").strip()) for pair in pairs]
+    written = [(question, reply) for question, reply in written if question and reply]
+    if not written:
+        return "NO QUESTIONS" if not pairs else ""
+    return parsers.format_question_answer_list(written)
+
+
+def _pairs_json(text: str) -> dict:
+    normalized = parsers._normalize(text)
+    pairs = parsers._pair_blocks(normalized)  # kind labels stay in the question, as the text has them
+    if not pairs:
+        parsers.parse_question_generation(text)  # raises, or says NO QUESTIONS
+    return {"pairs": [{"question": question, "answer": reply} for question, reply in pairs]}
+
+
+QUESTION_GENERATION = OutputFormat(
+    grammar=_grammar(
+        'root ::= pair (gap pair){0,11} | "NO QUESTIONS" [^\\n]{0,300}',
+        'pair ::= "**QUESTION:**" sep body gap "**ANSWER:**" sep body',
+        _BODY,
+        _COMMON,
+    ),
+    schema=_object(
+        pairs={
+            "type": "array",
+            "items": _object(question=_string("a question a user might ask"), answer=_string("its answer, from the text")),
+        }
+    ),
+    to_text=_pairs_text,
+    from_text=_pairs_json,
+)
+
+
+# ---------------------------------------------------------------- question and answer checks
+
+
+def _verdict_format(positive: str, negative: str, parse: Callable[[str], bool]) -> OutputFormat:
+    verdicts = (positive, negative)
+
+    def to_text(answer: Any) -> str:
+        return f"{_field(answer, 'reasoning').strip()}\n\n{_choice(answer, 'verdict', verdicts)}".strip()
+
+    def from_text(text: str) -> dict:
+        return {"reasoning": _reasoning_of(text), "verdict": positive if parse(text) else negative}
+
+    return OutputFormat(
+        grammar=_reasoned(f'verdict ::= [^\\n]{{0,300}} ("{positive}" | "{negative}") [.*!]{{0,3}}', lines=30),
+        schema=_object(reasoning=_string("the reasoning, step by step"), verdict={"type": "string", "enum": list(verdicts)}),
+        to_text=to_text,
+        from_text=from_text,
+    )
+
+
+QUESTION_CHECK = _verdict_format("RELEVANT", "IRRELEVANT", parsers.parse_question_check)
+ANSWER_CHECK = _verdict_format("ACCURATE", "INACCURATE", parsers.parse_answer_check)
+
+
+# ---------------------------------------------------------------- context repair
+
+_JUDGMENTS = ("PASS", "REWORD", "FAIL")
+
+
+def _repair_text(answer: Any) -> str:
+    judgment = _choice(answer, "judgment", _JUDGMENTS)
+    text = f"{_field(answer, 'reasoning').strip()}\n\nFinal judgment: {judgment}".strip()
+    if judgment == "REWORD":
+        pair = [(_field(answer, "question").strip(), _field(answer, "answer").strip())]
+        text += "\n\n### Question Rewording:\n" + parsers.format_question_answer_list(pair)
+    return text
+
+
+def _repair_json(text: str) -> dict:
+    verdict, pair = parsers.parse_context_repair(text)
+    normalized = parsers._normalize(text)
+    judgments = list(parsers._FINAL_JUDGMENT.finditer(parsers._mask_quoted(normalized)))
+    reasoning = normalized[: judgments[-1].start()].strip()
+    question, reply = pair or ("", "")
+    return {"reasoning": reasoning, "judgment": verdict.upper(), "question": question, "answer": reply}
+
+
+CONTEXT_REPAIR = OutputFormat(
+    grammar=_grammar(
+        "root ::= (line gap){0,30} judgment",
+        'judgment ::= [#* \\t-]{0,8} "Final " ("judgment" | "Judgment" | "judgement" | "Judgement") ":" [ *]{0,3} '
+        '(("PASS" | "FAIL") [.*]{0,3} | "REWORD" [.*]{0,3} rewording)',
+        'rewording ::= gap (heading gap)? "**QUESTION:**" sep body gap "**ANSWER:**" sep body',
+        'heading ::= [#* ]{0,8} ("Question Rewording" | "Question rewording") [^\\n]{0,100}',
+        _BODY,
+        _COMMON,
+    ),
+    schema=_object(
+        reasoning=_string("the reasoning, step by step"),
+        judgment={"type": "string", "enum": list(_JUDGMENTS)},
+        question=_string("for REWORD: the reworded question; empty otherwise"),
+        answer=_string("for REWORD: the reworded answer; empty otherwise"),
+    ),
+    to_text=_repair_text,
+    from_text=_repair_json,
+)
+
+
+# ---------------------------------------------------------------- conversation
+
+_SPEAKERS = ("User", "AI Assistant")
+
+
+def _conversation_text(answer: Any) -> str:
+    turns = _field(answer, "turns", list)
+    lines = [f"**{_choice(turn, 'speaker', _SPEAKERS)}:** {_field(turn, 'message').strip()}" for turn in turns]
+    return "\n\n".join(lines)
+
+
+def _conversation_json(text: str) -> dict:
+    return {"turns": [{"speaker": speaker, "message": message} for speaker, message in parsers.parse_conversation(text)]}
+
+
+CONVERSATION = OutputFormat(
+    grammar=_grammar(
+        "root ::= (heading gap)? (assistant gap)? user gap assistant (gap (user | assistant)){0,30}",
+        'heading ::= "#" [#]{0,3} " " [^\\n]{1,200}',
+        'user ::= "**User:**" sep body',
+        'assistant ::= "**AI Assistant:**" sep body',
+        _BODY,
+        _COMMON,
+    ),
+    schema=_object(
+        turns={
+            "type": "array",
+            "items": _object(speaker={"type": "string", "enum": list(_SPEAKERS)}, message=_string("what the speaker says")),
+        }
+    ),
+    to_text=_conversation_text,
+    from_text=_conversation_json,
+)
+
+
+# ---------------------------------------------------------------- the evaluation judge
+
+_GRADES = ("CORRECT", "PARTLY CORRECT", "WRONG", "DECLINED")
+
+
+def _judge_text(answer: Any) -> str:
+    grade = _choice(answer, "grade", _GRADES)
+    reason = " ".join(_field(answer, "reason").split())
+    text = _field(answer, "reasoning").strip()
+    return f"{text}\n\nReason: {reason}\n{grade}".strip() if reason else f"{text}\n\n{grade}".strip()
+
+
+def _judge_json(text: str) -> dict:
+    grade, reason = parsers.parse_judgment(text)
+    lines = [line for line in _reasoning_of(text).splitlines() if not line.strip(" *").lower().startswith("reason")]
+    return {"reasoning": "\n".join(lines).strip(), "reason": reason, "grade": grade.upper()}
+
+
+JUDGE = OutputFormat(
+    grammar=_grammar(
+        'root ::= (line gap){0,20} ("Reason:" " " [^\\n]{1,400} gap)? grade',
+        'grade ::= [^\\n]{0,200} ("CORRECT" | "PARTLY CORRECT" | "WRONG" | "DECLINED") [.*]{0,3}',
+        _COMMON,
+    ),
+    schema=_object(
+        reasoning=_string("the comparison with the reference, briefly"),
+        reason=_string("the grade's reason in one line"),
+        grade={"type": "string", "enum": list(_GRADES)},
+    ),
+    to_text=_judge_text,
+    from_text=_judge_json,
+)
+
+
+def protocol_text(output_format: OutputFormat, answer: str) -> str:
+    """The protocol's text of an answer: a JSON answer (from a server constrained by the schema)
+    rendered for the step's parser; any other text as it is (the server fell back to plain
+    output). Raises ParseError for JSON that is not the schema's."""
+    body = strip_code_fence(answer)
+    if not body.startswith("{"):
+        return answer
+    try:
+        decoded = json.loads(body)
+    except ValueError as exc:
+        raise ParseError(f"the JSON answer does not parse ({exc.msg} at character {exc.pos})") from None
+    return output_format.to_text(decoded)

@@ -96,12 +96,10 @@ def describe_format_problem(figures: StepFormat) -> str:
 def failing_steps(report: dict[str, Any], minimum: int = JUDGE_AT_END_AFTER) -> list[StepFormat]:
     """The steps of a run report (run_report.json) whose outputs mostly did not parse, in chain order."""
     found = []
-    for key, stage in report.get("stages", {}).items():
-        data = stage.get("format") if isinstance(stage, dict) else None
-        if data:
-            figures = StepFormat.from_dict(key, data)
-            if figures.failing(minimum):
-                found.append(figures)
+    for key, data in report.get("format", {}).items():
+        figures = StepFormat.from_dict(key, data)
+        if figures.failing(minimum):
+            found.append(figures)
     return found
 
 

@@ -36,7 +36,7 @@ class StageCounts:
 
 class RunReport:
     def __init__(self, format_health: Optional[FormatHealth] = None) -> None:
-        # How well each step's outputs kept to the format: each step's stage gets `format`.
+        # How well each step's outputs kept to the format: the report's `format`, by step.
         self.format_health = format_health
         self.stages: dict[str, StageCounts] = {stage: StageCounts() for stage in STAGES}
         self.by_source: dict[str, dict[str, StageCounts]] = defaultdict(lambda: {s: StageCounts() for s in STAGES})
@@ -66,22 +66,20 @@ class RunReport:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        stages = {name: counts.as_dict() for name, counts in self.stages.items()}
-        if self.format_health is not None:
-            for key, figures in self.format_health.as_dict().items():
-                if key in stages:
-                    stages[key]["format"] = figures
-        return {
+        data = {
             "funnel": self.funnel(),
             "documents": self.documents,
             "skipped_files": self.skipped_files,
             "duplicate_chunks_skipped": self.duplicate_chunks,
-            "stages": stages,
+            "stages": {name: counts.as_dict() for name, counts in self.stages.items()},
             "by_source": {
                 source: {name: counts.as_dict() for name, counts in stages.items()}
                 for source, stages in sorted(self.by_source.items())
             },
         }
+        if self.format_health is not None:
+            data["format"] = self.format_health.as_dict()
+        return data
 
 
 def pair_funnel(report: dict[str, Any]) -> list[tuple[str, int]]:

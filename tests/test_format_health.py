@@ -111,9 +111,12 @@ def test_the_health_warns_once_per_step_as_soon_as_it_fails(tmp_path, caplog):
 
 
 def _report(funnel: dict, stages: dict | None = None, output_dir: str = "/out") -> dict:
+    """A run report; a stage's "format" goes to the report's `format`, as run_report.json has it."""
     full = {"chunks": 4, "chunks_after_filter": 4, "pairs_generated": 0, "passed_checks": 0, "after_repair": 0, "conversations": 0}
     full.update(funnel)
-    return {"funnel": full, "stages": stages or {}, "output_dir": output_dir}
+    stages = {key: dict(stage) for key, stage in (stages or {}).items()}
+    figures = {key: stage.pop("format") for key, stage in stages.items() if "format" in stage}
+    return {"funnel": full, "stages": stages, "format": figures, "output_dir": output_dir}
 
 
 def test_a_run_with_a_conversation_or_without_chunks_has_no_outcome_to_explain():
@@ -182,11 +185,11 @@ def test_a_model_that_mostly_leaves_the_format_is_warned_about_during_the_run(tm
             report = asyncio.run(run_pipeline(config, prompts=load_prompts(config)))
     warnings = [r.getMessage() for r in caplog.records if "outputs kept to the format" in r.getMessage()]
     failing = failing_steps(report)
-    assert failing, report["stages"]
-    assert json.loads((tmp_path / "output" / RUN_REPORT).read_text())["stages"] == report["stages"]
+    assert failing, report["format"]
+    assert json.loads((tmp_path / "output" / RUN_REPORT).read_text())["format"] == report["format"]
     summary = summary_text(report)
     for figures in failing:
-        data = report["stages"][figures.key]["format"]
+        data = report["format"][figures.key]
         assert data["outputs"] == figures.outputs and data["share"] == round(figures.parsed / figures.outputs, 3) < 0.5
         folder = str((tmp_path / "output" / "calls" / BY_KEY[figures.key].prompt_name).resolve())
         assert data["calls"] == folder
@@ -202,7 +205,7 @@ def test_a_model_that_mostly_leaves_the_format_is_warned_about_during_the_run(tm
             assert WARN_AFTER <= counted < figures.outputs
     assert ADVICE in summary
     for step in STEPS:  # every step has its figures, those asked nothing included
-        assert set(report["stages"][step.key]["format"]) == {"outputs", "parsed", "share", "calls"}
+        assert set(report["format"][step.key]) == {"outputs", "parsed", "share", "calls"}
 
 
 def test_every_question_generation_output_unparsable_exits_3_with_the_reason_and_writes_everything(tmp_path, capsys):
@@ -217,7 +220,7 @@ def test_every_question_generation_output_unparsable_exits_3_with_the_reason_and
     report = json.loads((output / RUN_REPORT).read_text())
     for name in DATASET_FILES:  # nothing is lost: the datasets and the report are written
         assert (output / name).is_file(), name
-    figures = report["stages"]["question_generation"]["format"]
+    figures = report["format"]["question_generation"]
     assert figures["parsed"] == 0 and figures["outputs"] == 3 * report["funnel"]["chunks"] > 0
     folder = f"{(output / 'calls' / QUESTION_GENERATION).resolve()}/"
     assert "Run summary" in out and folder in out and ADVICE in out
@@ -238,7 +241,7 @@ def test_a_healthy_run_warns_of_nothing_and_exits_0(tmp_path, capsys):
     report = json.loads((tmp_path / "output" / RUN_REPORT).read_text())
     assert report["funnel"]["conversations"] > 0
     for step in STEPS:
-        figures = report["stages"][step.key]["format"]
+        figures = report["format"][step.key]
         assert figures["parsed"] == figures["outputs"] > 0 and figures["share"] == 1.0, step.key
 
 

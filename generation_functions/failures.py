@@ -4,6 +4,9 @@ processing.py prints the message and exits with the code; the WebUI shows the
 message. Each entry point passes its own way of resuming ("rerun `python
 processing.py ...`", "start the run again"), which is only mentioned when there
 can be finished work to resume from: a run that never started has none.
+
+A run that finishes but wrote no conversation at all is also told as a failure
+(`describe_outcome`, exit 3), after its datasets and report are written.
 """
 
 from __future__ import annotations

@@ -88,8 +88,8 @@ def describe_format_problem(figures: StepFormat) -> str:
     """What happened, where the raw outputs are, and what to try: one wording everywhere."""
     folder = figures.calls.rstrip("/\\") + "/"
     return (
-        f"{kept_to_format(figures)}; the model does not keep to this step's output format, so its outputs "
-        f"are retried and then tossed. The raw outputs are in {folder} ({CALL_LOG}). To try: {ADVICE}."
+        f"{kept_to_format(figures)}; the model does not keep to this step's output format: an output that "
+        f"does not parse is asked again, and lost when no try parses. The raw outputs are in {folder} ({CALL_LOG}). To try: {ADVICE}."
     )
 
 

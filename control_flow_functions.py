@@ -31,6 +31,7 @@ from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_d
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
 from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import ConfigError, InputError, RequestsStopped
+from generation_functions.format_health import FormatHealth
 from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
 from generation_functions.quality import QualityTally, tallied
 from generation_functions.rag_rows import RagRows, RagRowSettings
@@ -598,7 +599,8 @@ async def run_pipeline(config: Config, progress: Optional[ProgressSink] = None, 
 async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, started: float) -> dict:
     output_dir = config.output_dir
     remove_stale_temporaries(written_folders(output_dir))
-    report = RunReport()
+    format_health = FormatHealth(output_dir)  # warns while the run runs; the report holds its figures
+    report = RunReport(format_health)
     constraints = await choose_constraints(config)
     record_choice(output_dir, constraints)
     engines = Engines.build(config)
@@ -614,6 +616,7 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
             store,
             paths.observe,
             rejection_watch(config, step),
+            format_health,
         )
         for step in STEPS
     }

@@ -19,6 +19,7 @@ from typing import Any, Callable, Generic, Mapping, Optional, TypeVar
 
 from engine_wrapper_class import Completion, EngineWrapper
 from generation_functions.errors import ParseError, RequestRejected
+from generation_functions.format_health import FormatHealth
 from generation_functions.prompts import Prompt, placeholders_in, render
 from generation_functions.rejections import RejectionWatch
 from generation_functions.constraints import JSON_SCHEMA
@@ -87,6 +88,7 @@ class BoundStep(Generic[T]):
         store: CallStore,
         on_answer: Optional[Callable[[str, float, Mapping[str, str], str], None]] = None,
         rejections: Optional[RejectionWatch] = None,
+        format_health: Optional[FormatHealth] = None,
     ):
         self.step = step
         self.prompt = prompt
@@ -98,6 +100,10 @@ class BoundStep(Generic[T]):
         self.failures: Counter = Counter()
         # Refusals of this step's requests: the same one again and again stops the run (None: not watched).
         self.rejections = rejections
+        # Outputs tried by the parser (fresh or replayed; a refused request is none) and those that
+        # parsed; the run's FormatHealth is told of each (None: not watched).
+        self.outputs = self.parsed = 0
+        self.format_health = format_health
         self.template_id = store.save_template(step.prompt_name, prompt)
         self.placeholders = sorted(placeholders_in(prompt))
 
@@ -143,12 +149,14 @@ class BoundStep(Generic[T]):
                 except ParseError as exc:
                     reason = f"unparsable output ({exc})"
                     self.failures["unparsable output"] += 1
+                    self._tried(parsed=False)
                     log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
                     continue
             if cut_off and self.step.whole_part_of_cut is None:
                 # A verdict or a conversation cut short is never used: it is asked again.
                 reason = f"output cut off at max_tokens ({self.step.sampling.max_tokens})"
                 self.failures["output cut off at max_tokens"] += 1
+                self._tried(parsed=False)
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
                 continue
             text = self.step.whole_part_of_cut(last_output) if cut_off else last_output
@@ -161,12 +169,20 @@ class BoundStep(Generic[T]):
                     reason = "output cut off at max_tokens; " + reason
                     category = "output cut off at max_tokens"
                 self.failures[category] += 1
+                self._tried(parsed=False)
                 log.debug("%s: attempt %d: %s", self.name, attempt + 1, reason)
                 continue
             if cut_off:
                 self.failures["output cut off at max_tokens (its whole part kept)"] += 1
+            self._tried(parsed=True)
             return StepOutcome(value, "", last_output, cut_off=cut_off)
         return StepOutcome(None, reason, last_output)
+
+    def _tried(self, parsed: bool) -> None:
+        self.outputs += 1
+        self.parsed += parsed
+        if self.format_health is not None:
+            self.format_health.record(self.name, parsed)
 
     async def _complete(self, key: str, rendered: Prompt, values: Mapping[str, str]) -> Completion:
         """The stored answer to exactly this call, or a fresh one (stored before it returns)."""

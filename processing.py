@@ -5,7 +5,9 @@
 
 Exit codes: 0 done; 1 the run stopped midway (rerun to resume); 2 bad config,
 prompts or input, no usable model server, or a server that refuses the run's
-requests as configured (the message names the setting to fix); 130 Ctrl-C.
+requests as configured (the message names the setting to fix); 3 the run
+finished but wrote no conversation at all (datasets and report are written; the
+message says which step lost everything and what to try); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from control_flow_functions import load_prompts, run_pipeline
     from generation_functions.config import check_output_folder, config_warnings, load_config
     from generation_functions.errors import ConfigError, ConfigurationRejected, InputError, PromptError, ServerUnreachable
-    from generation_functions.failures import describe_failure
+    from generation_functions.failures import describe_failure, describe_outcome
     from generation_functions.preflight import check_server, run_check
     from generation_functions.report import summary_text
 
@@ -108,15 +110,17 @@ def _run(args: argparse.Namespace) -> int:
         return fail(describe_failure(exc, how_to_resume=None))
 
     progress = None if args.no_progress else TqdmProgress()
+    rerun = f"rerun `python processing.py --config {args.config}`"
     try:
         report = asyncio.run(run_pipeline(config, progress, prompts))
     except (KeyboardInterrupt, Exception) as exc:
-        failure = describe_failure(exc, f"rerun `python processing.py --config {args.config}` to resume")
+        failure = describe_failure(exc, f"{rerun} to resume")
         if not failure.expected:
             raise  # a bug: the traceback is what a report needs
         return fail(failure)
     print(summary_text(report))
-    return 0
+    empty = describe_outcome(report, rerun)  # no conversation at all: exit 3, the datasets are written
+    return fail(empty) if empty is not None else 0
 
 
 if __name__ == "__main__":

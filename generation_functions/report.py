@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
+from generation_functions.format_health import FormatHealth, describe_format_problem, failing_steps
 from generation_functions.quality import quality_lines
 from generation_functions.steps import STEPS
 
@@ -34,7 +35,9 @@ class StageCounts:
 
 
 class RunReport:
-    def __init__(self) -> None:
+    def __init__(self, format_health: Optional[FormatHealth] = None) -> None:
+        # How well each step's outputs kept to the format: the report's `format`, by step.
+        self.format_health = format_health
         self.stages: dict[str, StageCounts] = {stage: StageCounts() for stage in STAGES}
         self.by_source: dict[str, dict[str, StageCounts]] = defaultdict(lambda: {s: StageCounts() for s in STAGES})
         self.skipped_files: list[dict[str, str]] = []
@@ -63,7 +66,7 @@ class RunReport:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "funnel": self.funnel(),
             "documents": self.documents,
             "skipped_files": self.skipped_files,
@@ -74,6 +77,9 @@ class RunReport:
                 for source, stages in sorted(self.by_source.items())
             },
         }
+        if self.format_health is not None:
+            data["format"] = self.format_health.as_dict()
+        return data
 
 
 def pair_funnel(report: dict[str, Any]) -> list[tuple[str, int]]:
@@ -106,6 +112,11 @@ def _arrows(rows: list[tuple[str, int]]) -> str:
     return "  ->  ".join(f"{label}: {count}" for label, count in rows)
 
 
+def format_lines(report: dict[str, Any]) -> list[str]:
+    """The summary's lines on steps whose outputs mostly did not keep to the format (none when all did)."""
+    return [f"  OUTPUT FORMAT: {describe_format_problem(figures)}" for figures in failing_steps(report)]
+
+
 def summary_text(report: dict[str, Any]) -> str:
     """A few lines a person can read at the end of a run."""
     lines = [
@@ -120,6 +131,7 @@ def summary_text(report: dict[str, Any]) -> str:
         if reasons:
             shown = ", ".join(f"{reason}: {count}" for reason, count in reasons.items())
             lines.append(f"  {name} tossed {stage['tossed']} ({shown})")
+    lines += format_lines(report)
     requests = report.get("requests", {})
     if requests:
         lines.append(

@@ -18,12 +18,13 @@ from typing import Literal, Optional
 
 from generation_functions.config import Config
 from generation_functions.errors import ConfigError, InputError, PromptError
-from generation_functions.failures import describe_failure
+from generation_functions.failures import describe_failure, describe_outcome
 from webui.config_file import validate_settings, without_source
 
 log = logging.getLogger("verustoolkit")
 
 HOW_TO_RESUME = "start the run again to resume"
+HOW_TO_RERUN = "start the run again"
 RESUME_HINT = f"{HOW_TO_RESUME}; finished work is kept"
 NOTHING_RAN = "Nothing was run."
 STAGE_LABELS = {"chunks": "question generation", "pairs": "checking pairs", "conversations": "conversations"}
@@ -187,7 +188,11 @@ class RunController:
         except BaseException as exc:  # noqa: BLE001 - every failure is shown, none may kill the thread silently
             self._end(run, "failed", failure_message(exc, work_started=run.pipeline_started))
         else:
-            self._end(run, "finished", "Finished.", report)
+            empty = describe_outcome(report, HOW_TO_RERUN)
+            if empty is not None:  # finished, but no conversation: shown as processing.py's exit 3
+                self._end(run, "failed", empty.message, report)
+            else:
+                self._end(run, "finished", "Finished.", report)
 
     def _set(self, run: _Run, message: str) -> None:
         with self._lock:

@@ -40,7 +40,9 @@ class OutputFormat:
 # Pieces every grammar shares. A "gap" is a line break or a blank line or two.
 _COMMON = r"""
 gap ::= "\n" | "\n\n" | "\n\n\n"
-line ::= [^\n]{1,500}
+line ::= [^\n]{1,400}
+# What comes before a verdict word on its line ends where a word does, so the parser sees the word.
+lead ::= ([^\n]{0,300} [ :*(\t])?
 """
 # A line of a body that cannot be taken for a marker: it does not open with "**".
 _BODY = r"""
@@ -107,7 +109,7 @@ def _filter_json(text: str) -> dict:
 
 CHUNK_FILTER = OutputFormat(
     grammar=_reasoned(
-        'verdict ::= [^\\n]{0,300} ("SUITABLE" | "UNSUITABLE" (":" " "? [^\\n]{1,100})?) [.*]{0,3}', lines=12
+        'verdict ::= lead ("SUITABLE" | "UNSUITABLE" (":" " "? [^\\n]{1,100})?) [.*]{0,3}', lines=10
     ),
     schema=_object(
         reasoning=_string("what the chunk holds, briefly"),
@@ -170,7 +172,7 @@ def _verdict_format(positive: str, negative: str, parse: Callable[[str], bool]) 
         return {"reasoning": _reasoning_of(text), "verdict": positive if parse(text) else negative}
 
     return OutputFormat(
-        grammar=_reasoned(f'verdict ::= [^\\n]{{0,300}} ("{positive}" | "{negative}") [.*!]{{0,3}}', lines=30),
+        grammar=_reasoned(f'verdict ::= lead ("{positive}" | "{negative}") [.*!]{{0,3}}', lines=20),
         schema=_object(reasoning=_string("the reasoning, step by step"), verdict={"type": "string", "enum": list(verdicts)}),
         to_text=to_text,
         from_text=from_text,
@@ -206,7 +208,7 @@ def _repair_json(text: str) -> dict:
 
 CONTEXT_REPAIR = OutputFormat(
     grammar=_grammar(
-        "root ::= (line gap){0,30} judgment",
+        "root ::= (line gap){0,14} judgment",
         'judgment ::= [#* \\t-]{0,8} "Final " ("judgment" | "Judgment" | "judgement" | "Judgement") ":" [ *]{0,3} '
         '(("PASS" | "FAIL") [.*]{0,3} | "REWORD" [.*]{0,3} rewording)',
         'rewording ::= gap (heading gap)? "**QUESTION:**" sep body gap "**ANSWER:**" sep body',
@@ -280,8 +282,8 @@ def _judge_json(text: str) -> dict:
 
 JUDGE = OutputFormat(
     grammar=_grammar(
-        'root ::= (line gap){0,20} ("Reason:" " " [^\\n]{1,400} gap)? grade',
-        'grade ::= [^\\n]{0,200} ("CORRECT" | "PARTLY CORRECT" | "WRONG" | "DECLINED") [.*]{0,3}',
+        'root ::= (line gap){0,12} ("Reason:" " " [^\\n]{1,400} gap)? grade',
+        'grade ::= lead ("CORRECT" | "PARTLY CORRECT" | "WRONG" | "DECLINED") [.*]{0,3}',
         _COMMON,
     ),
     schema=_object(

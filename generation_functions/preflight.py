@@ -287,6 +287,22 @@ async def server_check(config: Config, result: CheckResult) -> None:
         result.problem(f"{exc}. To fix it: {exc.setting}")
 
 
+async def constraints_check(config: Config, result: CheckResult) -> None:
+    """Which constrained-output field each model's server honours: what the run would send."""
+    from generation_functions.constraint_probe import probe_model_constraints
+
+    setting = config.system.CONSTRAINED_OUTPUT
+    result.say(f"Constrained output (SYSTEM.CONSTRAINED_OUTPUT: {setting}):")
+    if setting == "off":
+        result.say("  off: outputs are not constrained; those that miss the format are asked again")
+        return
+    for model in configured_models(config):
+        probe = await probe_model_constraints(config, model)
+        result.say(f"  {probe.describe()}")
+        if probe.field is None:
+            result.say(f"    the run would go on unconstrained for {model} (README: \"Constrained output\")")
+
+
 def examples_check(prompts: dict, result: CheckResult) -> dict[str, list[str]]:
     result.say("Few-shot examples:")
     parsers = {step.prompt_name: step.processor for step in STEPS}
@@ -307,6 +323,8 @@ async def run_check(config: Config, prompts: dict) -> CheckResult:
     result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
     examples = examples_check(prompts, result)
     await server_check(config, result)
+    if not result.problems:
+        await constraints_check(config, result)
     result.say("What the run would do:")
     await estimate_plan(config, prompts, examples, result)
     result.say("Check passed: nothing was generated." if not result.problems else f"{len(result.problems)} problem(s) found.")

@@ -35,6 +35,7 @@ from aiohttp import web
 from typing import Callable, Optional
 
 from generation_functions.conversation_check import content_words, recall
+from tests.fake_constraints import Refused, SentConstraint, constrained_answer, read_constraint
 from tests.fake_imperfect import Imperfection
 from generation_functions.steps import (
     ANSWER_CHECK,
@@ -77,6 +78,7 @@ class Request:
     flaw: str = ""  # the imperfection given to this answer, if any (tests/fake_imperfect.py)
     response: Optional[str] = None  # the text sent back (None: no answer was sent)
     finish_reason: str = "stop"  # "length" when the answer was cut at the request's max_tokens
+    constraint: Optional[SentConstraint] = None  # the decoding constraint the request carried (tests/fake_constraints.py)
 
 
 Responder = Callable[[Request], str]
@@ -260,8 +262,14 @@ class FakeLLMServer:
         break_stream_after: Optional[int] = None,
         break_stream_with: str = "error",
         imperfect: Optional[Imperfection] = None,
+        honours: tuple[str, ...] = (),
+        refuse_unknown: bool = False,
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
+        # Decoding constraints: the kinds ("grammar", "json_schema") whose answers keep to them;
+        # others are ignored, or refused with HTTP 400 when refuse_unknown (as OpenAI does).
+        self.honours = tuple(honours)
+        self.refuse_unknown = refuse_unknown
         # A seeded share of answers flawed as a real model's are (None: every answer is good).
         self.imperfect = imperfect or Imperfection()
         self.api_key = api_key
@@ -470,6 +478,13 @@ class FakeLLMServer:
             request.prompt_tokens = _tokens_of_size(len(raw))
         except (ValueError, KeyError, IndexError, TypeError):
             return web.json_response({"error": {"message": "malformed request"}}, status=400)
+        try:
+            request.constraint = read_constraint(body)
+        except Refused as exc:
+            return web.json_response({"error": {"message": str(exc), "type": "invalid_request_error"}}, status=400)
+        if request.constraint is not None and request.constraint.kind not in self.honours and self.refuse_unknown:
+            message = f"Unrecognized request argument supplied: {request.constraint.field}"
+            return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=400)
         request.max_pairs = self.max_pairs
         request.knowledge = self.knowledge
         if self.models is not None and request.model not in self.models:
@@ -548,6 +563,8 @@ class FakeLLMServer:
             text = "I'm sorry, but I can't help with that request."
         elif fault == "noverdict":
             text = "Let me think about this carefully. The text discusses several things."
+        if request.constraint is not None and request.constraint.kind in self.honours:
+            text = constrained_answer(request.constraint, request.step, text, lambda: self.responders[request.step](request))
         text, request.finish_reason = within_limits(text, request)
         delay = self.latency + self.per_token_latency * _tokens(text)
         if delay:

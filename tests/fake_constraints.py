@@ -1,0 +1,118 @@
+"""How the fake model server treats a decoding constraint, as real servers do.
+
+Every constraint it is sent must be well-formed, whether or not it honours it: a
+grammar must parse (llama.cpp refuses a bad one, and llama-cpp-python's server
+even dies on it), and a JSON schema must be one OpenAI's strict mode accepts
+(an object whose properties are all required, no others). A malformed one gets
+HTTP 400, so CI covers the request side of constrained output.
+
+A server honours the kinds it is told to (`honours`): its answer is then one the
+constraint allows, as constrained decoding guarantees. The answer it would have
+given (imperfections included) is kept when the constraint allows it; otherwise
+the good answer, then the shortest text the grammar allows. Under a JSON schema
+the answer is the step's JSON (step_formats.from_text) or the schema's smallest
+instance. Fields it does not honour are ignored, or refused with HTTP 400 as
+OpenAI refuses unknown arguments (`refuse_unknown`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from generation_functions import gbnf
+from generation_functions.errors import ParseError
+from generation_functions.steps import BY_NAME, EVALUATION_STEPS
+
+GRAMMAR_FIELDS = ("grammar", "guided_grammar", "ebnf")
+_FORMAT_OF = {step.prompt_name: step.output_format for step in (*BY_NAME.values(), *EVALUATION_STEPS)}
+
+
+class Refused(Exception):
+    """The request is refused with HTTP 400 and this message."""
+
+
+@dataclass(frozen=True)
+class SentConstraint:
+    field: str
+    kind: str  # "grammar" | "json_schema"
+    grammar: Optional[gbnf.Grammar] = None
+    schema: Optional[dict] = None
+
+
+def read_constraint(body: dict) -> Optional[SentConstraint]:
+    """The constraint a request body carries (Refused when it is malformed), or None."""
+    for field in GRAMMAR_FIELDS:
+        if field in body:
+            return SentConstraint(field, "grammar", grammar=_grammar(body[field]))
+    outputs = body.get("structured_outputs")
+    if isinstance(outputs, dict) and "grammar" in outputs:
+        return SentConstraint("structured_outputs", "grammar", grammar=_grammar(outputs["grammar"]))
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_schema", "json_object"):
+        wrapper = response_format.get("json_schema")
+        schema = wrapper.get("schema") if isinstance(wrapper, dict) and "schema" in wrapper else wrapper
+        check_schema(schema)
+        return SentConstraint("response_format", "json_schema", schema=schema)
+    return None
+
+
+def _grammar(text: Any) -> gbnf.Grammar:
+    if not isinstance(text, str):
+        raise Refused("grammar must be a string")
+    try:
+        return gbnf.parse(text)
+    except gbnf.GrammarError as exc:
+        raise Refused(f"failed to parse grammar: {exc}") from None
+
+
+def check_schema(schema: Any, where: str = "schema") -> None:
+    """OpenAI strict mode's rules for the keywords the project uses."""
+    if not isinstance(schema, dict):
+        raise Refused(f"{where} must be an object")
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            raise Refused(f"{where}: an object needs properties")
+        if schema.get("additionalProperties") is not False:
+            raise Refused(f"{where}: additionalProperties must be false")
+        if sorted(schema.get("required") or []) != sorted(properties):
+            raise Refused(f"{where}: every property must be required")
+        for name, sub in properties.items():
+            check_schema(sub, f"{where}.{name}")
+    elif kind == "array":
+        check_schema(schema.get("items"), f"{where}[]")
+    elif kind == "string":
+        enum = schema.get("enum")
+        if enum is not None and (not isinstance(enum, list) or not enum or not all(isinstance(v, str) for v in enum)):
+            raise Refused(f"{where}: enum must be a non-empty list of strings")
+    else:
+        raise Refused(f"{where}: unsupported type {kind!r}")
+
+
+def smallest_instance(schema: dict) -> Any:
+    kind = schema["type"]
+    if kind == "object":
+        return {name: smallest_instance(sub) for name, sub in schema["properties"].items()}
+    if kind == "array":
+        return []
+    return schema["enum"][0] if "enum" in schema else ""
+
+
+def constrained_answer(constraint: SentConstraint, step: str, answer: str, good: Callable[[], str]) -> str:
+    """What a server that honours the constraint answers instead of `answer`."""
+    if constraint.kind == "grammar":
+        for text in (answer, good()):
+            if constraint.grammar.matches(text):
+                return text
+        return constraint.grammar.example()
+    output_format = _FORMAT_OF.get(step)
+    if output_format is not None:
+        for text in (answer, good()):
+            try:
+                return json.dumps(output_format.from_text(text))
+            except ParseError:
+                continue
+    return json.dumps(smallest_instance(constraint.schema))

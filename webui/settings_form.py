@@ -50,6 +50,7 @@ LABELS = {
     "SYSTEM.USE_SUBSET": "Process only a subset",
     "SYSTEM.REQUEST_TIMEOUT": "Request timeout (seconds)",
     "SYSTEM.MAX_RETRY_SECONDS": "Keep retrying a request for (seconds)",
+    "SYSTEM.CONSTRAINED_OUTPUT": "Constrained output (keep every output to its format)",
     "SKIP.QUESTION_CHECK": "Skip the question check",
     "BUDGET.MAX_REQUESTS": "Stop after this many requests (0: no cap)",
     "BUDGET.MAX_TOKENS": "Stop after this many tokens (0: no cap)",

@@ -25,7 +25,7 @@ from generation_functions.chunking import Chunk, chunk_documents
 from generation_functions.concurrency import RequestLimiter
 from generation_functions.config import Config
 from generation_functions.constraint_probe import choose_constraints, record_choice
-from generation_functions.constraints import constraint_for
+from generation_functions.constraints import GRAMMAR, constraint_for
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
@@ -88,9 +88,22 @@ def build_steps(config: Config, constraint_fields: Optional[dict[ModelRole, Opti
         if honoured is not None and step.output_format is not None:
             output_format = step.output_format
             constraint = constraint_for(honoured, step.key, output_format.grammar, output_format.schema)
-            sampling = replace(sampling, constraint=constraint)
+            sampling = replace(sampling, constraint=constraint, max_tokens=room_for_format(sampling, constraint, output_format))
         built[step.prompt_name] = GenerationStep.from_table(step, sampling)
     return built
+
+
+# Characters per token to assume when making room for a grammar's longest text: fewer than
+# most tokenizers average on English, so the room is never short.
+CHARS_PER_TOKEN = 3
+
+
+def room_for_format(sampling, constraint, output_format) -> int:
+    """max_tokens, raised where a grammar's longest text would not fit: a model that reasons to the
+    grammar's bound must still have tokens left for the verdict the grammar then forces."""
+    if constraint.kind != GRAMMAR or output_format.longest_chars is None:
+        return sampling.max_tokens
+    return max(sampling.max_tokens, -(-output_format.longest_chars // CHARS_PER_TOKEN))
 
 
 def load_prompts(config: Config) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from generation_functions import output_processors as parsers
 from generation_functions.constraints import strip_code_fence
@@ -35,6 +35,10 @@ class OutputFormat:
     schema: dict  # JSON schema (strict: every property required, no others)
     to_text: Callable[[Any], str]  # a JSON answer (already decoded) -> the protocol's text
     from_text: Callable[[str], dict]  # the protocol's text -> a JSON answer (raises ParseError)
+    # The longest text the grammar allows, where it is short enough to matter: a step constrained
+    # by the grammar gets max_tokens enough for it, so a rambling model reaches its verdict
+    # instead of being cut off just before it (None: not bounded so, e.g. a list of pairs).
+    longest_chars: Optional[int] = None
 
 
 # Pieces every grammar shares. A "gap" is a line break or a blank line or two.
@@ -56,9 +60,16 @@ def _grammar(*parts: str) -> str:
     return "\n".join(part.strip("\n") for part in parts) + "\n"
 
 
+LINE_CHARS, LEAD_CHARS = 400, 300  # the `line` and `lead` rules' bounds
+
+
 def _reasoned(verdict_rule: str, lines: int) -> str:
     """Free reasoning of at most `lines` lines, then a line that ends in the verdict."""
     return _grammar(f"root ::= (line gap){{0,{lines}}} verdict", verdict_rule, _COMMON)
+
+
+def _longest_reasoned(lines: int, verdict_chars: int = 120) -> int:
+    return lines * (LINE_CHARS + 3) + LEAD_CHARS + verdict_chars
 
 
 def _string(description: str) -> dict:
@@ -109,7 +120,7 @@ def _filter_json(text: str) -> dict:
 
 CHUNK_FILTER = OutputFormat(
     grammar=_reasoned(
-        'verdict ::= lead ("SUITABLE" | "UNSUITABLE" (":" " "? [^\\n]{1,100})?) [.*]{0,3}', lines=10
+        'verdict ::= lead ("SUITABLE" | "UNSUITABLE" (":" " "? [^\\n]{1,100})?) [.*]{0,3}', lines=4
     ),
     schema=_object(
         reasoning=_string("what the chunk holds, briefly"),
@@ -118,6 +129,7 @@ CHUNK_FILTER = OutputFormat(
     ),
     to_text=_filter_text,
     from_text=_filter_json,
+    longest_chars=_longest_reasoned(4),
 )
 
 
@@ -176,6 +188,7 @@ def _verdict_format(positive: str, negative: str, parse: Callable[[str], bool]) 
         schema=_object(reasoning=_string("the reasoning, step by step"), verdict={"type": "string", "enum": list(verdicts)}),
         to_text=to_text,
         from_text=from_text,
+        longest_chars=_longest_reasoned(20),
     )
 
 
@@ -293,6 +306,7 @@ JUDGE = OutputFormat(
     ),
     to_text=_judge_text,
     from_text=_judge_json,
+    longest_chars=_longest_reasoned(12) + 410,
 )
 
 

@@ -149,3 +149,16 @@ def test_check_reports_which_field_each_model_honours(tmp_path, honours, expecte
     text = "\n".join(result.lines)
     assert "Constrained output (SYSTEM.CONSTRAINED_OUTPUT: auto):" in text
     assert f"small-model: {expected}" in text
+
+
+def test_a_grammar_gets_max_tokens_enough_for_its_longest_text(tmp_path):
+    with FakeLLMServer(honours=("grammar",)) as server:
+        run(tmp_path / "grammar", server, "grammar")
+        checks = [r.body["max_tokens"] for r in server.requests if r.step == BY_KEY["question_check"].prompt_name]
+        filters = [r.body["max_tokens"] for r in server.requests if r.step == BY_KEY["chunk_filter"].prompt_name]
+        server.requests.clear()
+        run(tmp_path / "off", server, "off")
+        plain = [r.body["max_tokens"] for r in server.requests if r.step == BY_KEY["question_check"].prompt_name]
+    longest = BY_KEY["question_check"].output_format.longest_chars
+    assert checks and set(checks) == {-(-longest // 3)} and set(plain) == {1500}
+    assert filters and set(filters) == {800}  # the filter's grammar fits its default already

@@ -44,9 +44,11 @@ class OutputFormat:
 # Pieces every grammar shares. A "gap" is a line break or a blank line or two.
 _COMMON = r"""
 gap ::= "\n" | "\n\n" | "\n\n\n"
-line ::= [^\n]{1,400}
+# A reasoning line may not open a code fence or a quote: the parsers do not read markers inside
+# those, so a verdict after an unclosed fence would be lost.
+line ::= [ \t]{0,8} [^\n`~> \t] [^\n]{0,399}
 # What comes before a verdict word on its line ends where a word does, so the parser sees the word.
-lead ::= ([^\n]{0,300} [ :*(\t])?
+lead ::= ([^\n`~> \t] [^\n]{0,299} [ :*(\t])?
 """
 # A line of a body that cannot be taken for a marker: it does not open with "**".
 _BODY = r"""

@@ -123,6 +123,8 @@ def _parses(step, output: str) -> bool:
     [
         ("question_check", "The text says nothing of it, so it is wellIRRELEVANT"),
         ("question_check", "ORELEVANT."),
+        ("question_check", "```bash\nverus getinfo\nRELEVANT"),  # the verdict inside an unclosed fence is not read
+        ("chunk_filter", "> quoted navigation\nSUITABLE"),
         ("answer_check", "The answer matches.\n\nThe verdict is ACCURATE and more text"),
         ("chunk_filter", "It lists links toUNSUITABLE: links"),
         ("question_generation", "**QUESTION:**\nWhat is VerusID?\n\nIt is an identity."),

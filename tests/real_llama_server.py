@@ -39,8 +39,9 @@ def smollm2_gguf() -> Optional[Path]:
 
 
 @contextmanager
-def llama_server(gguf: Path, context: int = 4096) -> Iterator[str]:
-    """llama-cpp-python's server on a free port; yields its /v1 URL."""
+def llama_server(gguf: Path, context: int = 8192) -> Iterator[str]:
+    """llama-cpp-python's server on a free port; yields its /v1 URL. The context window holds the prompt
+    and the answer: at 4096 tokens a check's 2,800-token prompt left too little room for the answer."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

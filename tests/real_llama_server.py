@@ -39,35 +39,41 @@ def smollm2_gguf() -> Optional[Path]:
 
 
 @contextmanager
-def llama_server(gguf: Path, context: int = 8192) -> Iterator[str]:
-    """llama-cpp-python's server on a free port; yields its /v1 URL. The context window holds the prompt
-    and the answer: at 4096 tokens a check's 2,800-token prompt left too little room for the answer."""
+def llama_server(gguf: Path, context: int = 8192, alias: str = MODEL_ALIAS) -> Iterator[str]:
+    """llama-cpp-python's server on a free port, serving `gguf` as model `alias`; yields its /v1 URL.
+    The context window holds the prompt and the answer: at 4096 tokens a check's 2,800-token prompt
+    left too little room for the answer. RuntimeError, with the end of its log, when it does not start."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = tempfile.NamedTemporaryFile("w", prefix="llama-server-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
-         "--port", str(port), "--n_ctx", str(context)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the llama.cpp server did not start; its log: {log.name}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
+    with tempfile.TemporaryDirectory(prefix="llama-server-") as scratch:
+        log_path = Path(scratch) / "server.log"
+        with open(log_path, "w") as log_file:  # a file, not a pipe: the server logs more than a pipe holds
+            process = subprocess.Popen(
+                [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+                 "--port", str(port), "--n_ctx", str(context)],
+                stdout=log_file, stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}/v1"
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            _wait_until_serving(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
 
 
+def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=2).read()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the llama.cpp server did not start:\n{log_path.read_text()[-3000:]}") from None
+            time.sleep(0.5)

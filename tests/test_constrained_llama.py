@@ -45,6 +45,9 @@ def test_every_step_of_a_real_small_model_parses_under_a_grammar(real_server, tm
             real_server,
             API={"LARGE_LOGICAL_MODEL": MODEL_ALIAS, "LOGICAL_MODEL": MODEL_ALIAS},
             PATH={"INPUT": str(tmp_path / "input")},
+            # The 135M model's filter may call the passage unsuitable, and then no later step runs;
+            # its filter outputs parse under the grammar all the same (benchmarks/bench_constrained.py).
+            SKIP={"CHUNK_FILTER": True},
             SYSTEM={"CONSTRAINED_OUTPUT": "auto", "DOUBLE_CHECK_COUNTER": 1, "CONCURRENCY_LIMIT": 2,
                     "REQUEST_TIMEOUT": 600, "MAX_RETRY_SECONDS": 60},
         )

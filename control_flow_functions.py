@@ -36,7 +36,7 @@ from generation_functions.prompts import check_placeholders, load_prompt, resolv
 from generation_functions.quality import QualityTally, tallied
 from generation_functions.rag_rows import RagRows, RagRowSettings
 from generation_functions.rejections import RejectionWatch, RequestShape
-from generation_functions.report import RunReport
+from generation_functions.report import SKIPPED, RunReport
 from generation_functions.scheduling import REQUEST_PRIORITY, PathEstimator, pair_characters
 from generation_functions.steps import (
     ANSWER_CHECK,
@@ -221,18 +221,25 @@ async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number:
             return _tossed(ctx, chunk, record, "question_check", _vote_reason(vote, "voted irrelevant"), vote)
         ctx.report.keep("question_check", chunk.source)
 
-    REQUEST_PRIORITY.set(ctx.paths.priority(ANSWER_CHECK, size))
-    vote = await majority_vote(ctx.steps[ANSWER_CHECK], values, total, slot)
-    record["answer_votes"] = [vote.yes, vote.no]
-    if not vote.decision:
-        return _tossed(ctx, chunk, record, "answer_check", _vote_reason(vote, "voted inaccurate"), vote)
-    if parsers.is_unknown_answer(answer):
-        elsewhere = await answered_elsewhere(ctx, chunk, values, slot)
-        if elsewhere:
-            record["answered_in"] = elsewhere
-            return _tossed(ctx, chunk, record, "answer_check", "says unknown, but another chunk answers it", None)
-    ctx.report.keep("answer_check", chunk.source)
+    if ctx.config.skip.ANSWER_CHECK:
+        _passed_unasked(ctx, chunk, "answer_check")
+    else:
+        REQUEST_PRIORITY.set(ctx.paths.priority(ANSWER_CHECK, size))
+        vote = await majority_vote(ctx.steps[ANSWER_CHECK], values, total, slot)
+        record["answer_votes"] = [vote.yes, vote.no]
+        if not vote.decision:
+            return _tossed(ctx, chunk, record, "answer_check", _vote_reason(vote, "voted inaccurate"), vote)
+        if parsers.is_unknown_answer(answer):
+            elsewhere = await answered_elsewhere(ctx, chunk, values, slot)
+            if elsewhere:
+                record["answered_in"] = elsewhere
+                return _tossed(ctx, chunk, record, "answer_check", "says unknown, but another chunk answers it", None)
+        ctx.report.keep("answer_check", chunk.source)
 
+    if ctx.config.skip.CONTEXT_REPAIR:
+        _passed_unasked(ctx, chunk, "context_repair")
+        record["kept"] = True
+        return record
     REQUEST_PRIORITY.set(ctx.paths.priority(CONTEXT_REPAIR, size))
     outcome = await ctx.steps[CONTEXT_REPAIR].run(values, slot)
     if not outcome.ok:
@@ -248,6 +255,12 @@ async def vet_pair(ctx: RunContext, chunk: Chunk, pair: tuple[str, str], number:
     ctx.report.keep("context_repair", chunk.source)
     record["kept"] = True
     return record
+
+
+def _passed_unasked(ctx: RunContext, chunk: Chunk, stage: str) -> None:
+    """A stage that SKIP turned off passes every pair on; the report says it was not asked."""
+    ctx.report.keep(stage, chunk.source)
+    ctx.report.note(stage, SKIPPED)
 
 
 # How many other chunks a "not known" answer is checked against.

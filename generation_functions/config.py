@@ -188,6 +188,10 @@ class SystemSection(_Section):
 class SkipSection(_Section):
     CHUNK_FILTER: StrictBool = False
     QUESTION_CHECK: StrictBool = False
+    # Off, every pair that reaches the step goes on as it is: for a model too small to judge
+    # (every pair tossed) or to spend less; the data is then only as good as the generator.
+    ANSWER_CHECK: StrictBool = False
+    CONTEXT_REPAIR: StrictBool = False
 
 
 class PriceEntry(_Section):

@@ -34,6 +34,10 @@ class StageCounts:
         return data
 
 
+# The note a stage gets for each pair it passed on without asking (SKIP.ANSWER_CHECK, SKIP.CONTEXT_REPAIR).
+SKIPPED = "passed on unasked (SKIP)"
+
+
 class RunReport:
     def __init__(self, format_health: Optional[FormatHealth] = None) -> None:
         # How well each step's outputs kept to the format: the report's `format`, by step.
@@ -93,9 +97,14 @@ def pair_funnel(report: dict[str, Any]) -> list[tuple[str, int]]:
     rows = [("pairs generated", funnel["pairs_generated"])]
     if checked_questions or not checked_answers:
         rows.append(("passed question check", question_check.get("kept", 0)))
-    rows.append(("passed answer check", funnel["passed_checks"]))
-    rows.append(("kept after repair", funnel["after_repair"]))
+    rows.append((_label("passed answer check", answer_check), funnel["passed_checks"]))
+    rows.append((_label("kept after repair", stages.get("context_repair", {})), funnel["after_repair"]))
     return rows
+
+
+def _label(label: str, stage: dict[str, Any]) -> str:
+    """A row of a stage that SKIP turned off says so: its pairs were passed on, not checked."""
+    return f"{label} (skipped)" if stage.get(SKIPPED) else label
 
 
 def chunk_funnel(report: dict[str, Any]) -> list[tuple[str, int]]:

@@ -152,6 +152,7 @@ STEPS: tuple[Step, ...] = (
         provides=PAIR_FIELDS,
         marker="INACCURATE",
         votes=True,
+        enabled=lambda config: not config.skip.ANSWER_CHECK,
         output_format=formats.ANSWER_CHECK,
     ),
     Step(
@@ -164,6 +165,7 @@ STEPS: tuple[Step, ...] = (
         scope=Scope.PAIR,
         provides=PAIR_FIELDS,
         marker="Final judgment",
+        enabled=lambda config: not config.skip.CONTEXT_REPAIR,
         output_format=formats.CONTEXT_REPAIR,
     ),
     Step(

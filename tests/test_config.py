@@ -88,7 +88,7 @@ MISTAKES = [
     (lambda d: _set(d, "SYSTEM.USE_SUBSET", "true"), "SYSTEM.USE_SUBSET"),
     (lambda d: _set(d, "SYSTEM.SUBSET_SIZE", 0), "SYSTEM.SUBSET_SIZE"),
     (lambda d: _set(d, "SKIP.QUESTION_CHECK", "no"), "SKIP.QUESTION_CHECK"),
-    (lambda d: _set(d, "SKIP.ANSWER_CHECK", True), "SKIP.ANSWER_CHECK is not a known key"),
+    (lambda d: _set(d, "SKIP.ANSWER_RELEVANCY_CHECK", True), "SKIP.ANSWER_RELEVANCY_CHECK is not a known key"),
     (lambda d: _drop(d, "API.LOGICAL_MODEL"), "API.LOGICAL_MODEL is required"),
     (lambda d: _set(d, "API.LARGE_LOGICAL_MODEL", ""), "API.LARGE_LOGICAL_MODEL"),
     (lambda d: _set(d, "API.BASE_URL", "localhost:8080"), "API.BASE_URL"),

@@ -54,10 +54,11 @@ def _config(**sections):
     return config_from_dict(data, Path("."))
 
 
-def test_skip_question_check_leaves_its_row_out_of_the_chain():
+@pytest.mark.parametrize("key", ["CHUNK_FILTER", "QUESTION_CHECK", "ANSWER_CHECK", "CONTEXT_REPAIR"])
+def test_a_skip_key_leaves_its_row_out_of_the_chain(key):
     assert [s.key for s in active_steps(_config())] == [s.key for s in STEPS]
-    skipped = active_steps(_config(SKIP={"QUESTION_CHECK": True}))
-    assert "question_check" not in [s.key for s in skipped] and len(skipped) == len(STEPS) - 1
+    skipped = active_steps(_config(SKIP={key: True}))
+    assert key.lower() not in [s.key for s in skipped] and len(skipped) == len(STEPS) - 1
 
 
 def test_sampling_overrides_keep_the_other_defaults():

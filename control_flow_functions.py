@@ -26,13 +26,14 @@ from generation_functions.concurrency import RequestLimiter
 from generation_functions.config import Config
 from generation_functions.constraint_probe import choose_constraints, record_choice
 from generation_functions.constraints import GRAMMAR, constraint_for
+from generation_functions.format_fit import misfits, run_warnings
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
 from generation_functions.documents import Document, SkippedFile, check_something_readable, iter_documents
 from generation_functions.budget import BudgetExceeded
 from generation_functions.errors import ConfigError, InputError, RequestsStopped
 from generation_functions.format_health import FormatHealth
-from generation_functions.prompts import check_placeholders, load_prompt, resolve_prompt_path
+from generation_functions.prompts import check_placeholders, few_shot_outputs, load_prompt, resolve_prompt_path
 from generation_functions.quality import QualityTally, tallied
 from generation_functions.rag_rows import RagRows, RagRowSettings
 from generation_functions.rejections import RejectionWatch, RequestShape
@@ -91,6 +92,19 @@ def build_steps(config: Config, constraint_fields: Optional[dict[ModelRole, Opti
             sampling = replace(sampling, constraint=constraint, max_tokens=room_for_format(sampling, constraint, output_format))
         built[step.prompt_name] = GenerationStep.from_table(step, sampling)
     return built
+
+
+def warn_examples_outside_constraints(config: Config, prompts: dict, built: dict[str, GenerationStep]) -> None:
+    """One warning per constrained step whose prompt shows an example its grammar or schema refuses."""
+    steps = active_steps(config)
+    kinds = {
+        step.prompt_name: {built[step.prompt_name].sampling.constraint.kind}
+        for step in steps
+        if built[step.prompt_name].sampling.constraint is not None
+    }
+    examples = {name: few_shot_outputs(prompts[name]) for name in kinds}
+    for line in run_warnings(misfits(steps, examples, kinds), examples):
+        log.warning(line)
 
 
 # Characters per token to assume when making room for a grammar's longest text: fewer than
@@ -634,6 +648,7 @@ async def _run_locked(config: Config, progress: ProgressSink, prompts: dict, sta
     chain = [step.prompt_name for step in active_steps(config)]
     paths = PathEstimator(chain, writer=QUESTION_GENERATION, conversation=CONVERSATION)
     built = build_steps(config, constraints.fields_by_role(config))
+    warn_examples_outside_constraints(config, prompts, built)
     steps = {
         step.prompt_name: BoundStep(
             built[step.prompt_name],

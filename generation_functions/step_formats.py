@@ -9,8 +9,8 @@ For every step there is
   renders an answer so the step's own parser reads it (so JSON answers become the
   same typed values), `from_text` goes the other way (tests, the fake server).
 
-The grammars bound what is free: reasoning has at most a few dozen lines of a few
-hundred characters before the verdict must come, so a small model that rambles is
+The grammars bound what is free: reasoning has at most a few dozen lines of up to 400
+characters (none opening with a code fence or a quote) before the verdict must come, so a small model that rambles is
 made to conclude before max_tokens instead of being cut off without a verdict.
 The bounds are wide enough for every few-shot example of the default prompt sets
 and for the recorded outputs of a 70B model (tests/test_step_formats.py checks
@@ -35,6 +35,8 @@ class OutputFormat:
     schema: dict  # JSON schema (strict: every property required, no others)
     to_text: Callable[[Any], str]  # a JSON answer (already decoded) -> the protocol's text
     from_text: Callable[[str], dict]  # the protocol's text -> a JSON answer (raises ParseError)
+    # What the grammar allows, in words: for a person whose prompt's example it refuses.
+    shape: str
     # The longest text the grammar allows, where it is short enough to matter: a step constrained
     # by the grammar gets max_tokens enough for it, so a rambling model reaches its verdict
     # instead of being cut off just before it (None: not bounded so, e.g. a list of pairs).
@@ -68,6 +70,10 @@ LINE_CHARS, LEAD_CHARS = 400, 300  # the `line` and `lead` rules' bounds
 def _reasoned(verdict_rule: str, lines: int) -> str:
     """Free reasoning of at most `lines` lines, then a line that ends in the verdict."""
     return _grammar(f"root ::= (line gap){{0,{lines}}} verdict", verdict_rule, _COMMON)
+
+
+def _reasoning_shape(lines: int) -> str:
+    return f"at most {lines} lines of reasoning (each up to {LINE_CHARS} characters, none opening with ` ~ or >)"
 
 
 def _longest_reasoned(lines: int, verdict_chars: int = 120) -> int:
@@ -131,6 +137,7 @@ CHUNK_FILTER = OutputFormat(
     ),
     to_text=_filter_text,
     from_text=_filter_json,
+    shape=_reasoning_shape(4) + ", then a line that ends in SUITABLE, or in UNSUITABLE: and the kind of chunk",
     longest_chars=_longest_reasoned(4),
 )
 
@@ -170,6 +177,8 @@ QUESTION_GENERATION = OutputFormat(
     ),
     to_text=_pairs_text,
     from_text=_pairs_json,
+    shape="1 to 12 blocks of **QUESTION:** then **ANSWER:**, with nothing before the first, "
+    "no body line opening with ** and at most 17 lines per body; or NO QUESTIONS",
 )
 
 
@@ -190,6 +199,7 @@ def _verdict_format(positive: str, negative: str, parse: Callable[[str], bool]) 
         schema=_object(reasoning=_string("the reasoning, step by step"), verdict={"type": "string", "enum": list(verdicts)}),
         to_text=to_text,
         from_text=from_text,
+        shape=_reasoning_shape(20) + f", then a line that ends in {positive} or {negative}",
         longest_chars=_longest_reasoned(20),
     )
 
@@ -239,6 +249,8 @@ CONTEXT_REPAIR = OutputFormat(
     ),
     to_text=_repair_text,
     from_text=_repair_json,
+    shape=_reasoning_shape(14) + ", then Final judgment: PASS or FAIL, or REWORD followed by "
+    "### Question Rewording: and one **QUESTION:** / **ANSWER:** block",
 )
 
 
@@ -274,6 +286,8 @@ CONVERSATION = OutputFormat(
     ),
     to_text=_conversation_text,
     from_text=_conversation_json,
+    shape="an optional # heading, then **User:** and **AI Assistant:** turns beginning with a user turn "
+    "(or one assistant greeting first), at most 33 turns, no body line opening with **",
 )
 
 
@@ -308,6 +322,8 @@ JUDGE = OutputFormat(
     ),
     to_text=_judge_text,
     from_text=_judge_json,
+    shape=_reasoning_shape(12) + ", an optional Reason: line, then a line that ends in "
+    "CORRECT, PARTLY CORRECT, WRONG or DECLINED",
     longest_chars=_longest_reasoned(12) + 410,
 )
 

@@ -36,25 +36,44 @@ def real_server():
         yield url
 
 
-def test_every_step_of_a_real_small_model_parses_under_a_grammar(real_server, tmp_path):
+def run_real(url: str, tmp_path, skip: dict) -> dict:
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "verusid.md").write_text(PASSAGE, encoding="utf-8")
     config = load_config(
         write_config(
             tmp_path / "config.yaml",
-            real_server,
+            url,
             API={"LARGE_LOGICAL_MODEL": MODEL_ALIAS, "LOGICAL_MODEL": MODEL_ALIAS},
             PATH={"INPUT": str(tmp_path / "input")},
-            # The 135M model's filter may call the passage unsuitable, and then no later step runs;
-            # its filter outputs parse under the grammar all the same (benchmarks/bench_constrained.py).
-            SKIP={"CHUNK_FILTER": True},
+            SKIP=skip,
             SYSTEM={"CONSTRAINED_OUTPUT": "auto", "DOUBLE_CHECK_COUNTER": 1, "CONCURRENCY_LIMIT": 2,
                     "REQUEST_TIMEOUT": 600, "MAX_RETRY_SECONDS": 60},
         )
     )
     report = asyncio.run(run_pipeline(config))
     assert report["constrained_output"]["models"] == {MODEL_ALIAS: "grammar"}
-    figures = {key: (f["parsed"], f["outputs"]) for key, f in report["format"].items() if f["outputs"]}
+    return report
+
+
+def parse_figures(report: dict) -> dict:
+    return {key: (f["parsed"], f["outputs"]) for key, f in report["format"].items() if f["outputs"]}
+
+
+def test_every_step_of_a_real_small_model_parses_under_a_grammar(real_server, tmp_path):
+    # The 135M model's filter may call the passage unsuitable, and then no later step runs;
+    # its filter outputs parse under the grammar all the same (benchmarks/bench_constrained.py).
+    figures = parse_figures(run_real(real_server, tmp_path, {"CHUNK_FILTER": True}))
     assert figures.get("question_generation", (0, 0))[1] > 0
+    assert all(parsed == outputs for parsed, outputs in figures.values()), figures
+
+
+def test_a_real_small_models_conversation_parses_under_a_grammar(real_server, tmp_path):
+    """The 135M model's checks toss nearly every pair, so the conversation step is reached
+    with them skipped: every pair the generator writes goes on to it."""
+    skip = {"CHUNK_FILTER": True, "QUESTION_CHECK": True, "ANSWER_CHECK": True, "CONTEXT_REPAIR": True}
+    report = run_real(real_server, tmp_path, skip)
+    figures = parse_figures(report)
+    assert report["funnel"]["after_repair"] > 0, report["funnel"]
+    assert figures.get("conversation", (0, 0))[1] > 0, figures
     assert all(parsed == outputs for parsed, outputs in figures.values()), figures
 

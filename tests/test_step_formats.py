@@ -1,6 +1,6 @@
 """Each step's grammar and JSON schema against its parser: the twin must accept what the parser reads.
 
-Every few-shot example of the default prompt sets is accepted by its step's grammar,
+Every few-shot example of the shipped prompt sets (prompt_overrides/ included) is accepted by its step's grammar,
 and goes to JSON and back to the same parsed value. Recorded outputs of a real 70B
 model (../shared/real_generations, skipped when absent) are accepted too, so turning
 constraints on does not force a large model out of how it writes. Outputs a small
@@ -25,7 +25,8 @@ from tests.conftest import REPO, SHARED
 from tests.test_gbnf import _llama_loads
 
 ALL_STEPS = STEPS + EVALUATION_STEPS
-PROMPT_SETS = (REPO / "prompts", REPO / "prompts_vision_paper")
+# The shipped prompt sets, the override sets among them (each file there stands in for the default's).
+PROMPT_SETS = (REPO / "prompts", REPO / "prompts_vision_paper", *sorted((REPO / "prompt_overrides").iterdir()))
 REAL = SHARED / "real_generations"
 # Recorded 70B outputs per step file; the share each grammar must accept.
 REAL_FILES = {

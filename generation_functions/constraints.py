@@ -45,6 +45,9 @@ FIELDS: tuple[ConstraintField, ...] = (
     ConstraintField("guided_grammar", GRAMMAR, "vLLM before 0.12"),
     ConstraintField("ebnf", GRAMMAR, "SGLang"),
     ConstraintField("response_format", JSON_SCHEMA, "OpenAI, vLLM, Ollama, SGLang, Cohere"),
+    # llama-cpp-python's own form (it answers the type json_schema with HTTP 500): the schema
+    # beside the type json_object, turned into a grammar by the server.
+    ConstraintField("json_object", JSON_SCHEMA, "llama-cpp-python"),
 )
 BY_NAME: dict[str, ConstraintField] = {field.name: field for field in FIELDS}
 
@@ -54,8 +57,8 @@ def candidate_fields(setting: str, mode: str) -> tuple[ConstraintField, ...]:
     if setting == OFF:
         return ()
     kinds = {GRAMMAR, JSON_SCHEMA} if setting == AUTO else {setting}
-    if mode == "cohere":
-        kinds &= {JSON_SCHEMA}
+    if mode == "cohere":  # Cohere takes its JSON schema in one form only
+        return tuple(field for field in FIELDS if field.name == "response_format" and field.kind in kinds)
     return tuple(field for field in FIELDS if field.kind in kinds)
 
 
@@ -93,6 +96,8 @@ def openai_fields(constraint: Constraint) -> dict:
     if constraint.field == "response_format":
         schema = json.loads(constraint.text)
         return {"response_format": {"type": "json_schema", "json_schema": {"name": _schema_name(constraint.name), "schema": schema, "strict": True}}}
+    if constraint.field == "json_object":
+        return {"response_format": {"type": "json_object", "schema": json.loads(constraint.text)}}
     return {constraint.field: constraint.text}
 
 

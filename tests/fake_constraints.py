@@ -6,13 +6,14 @@ even dies on it), and a JSON schema must be one OpenAI's strict mode accepts
 (an object whose properties are all required, no others). A malformed one gets
 HTTP 400, so CI covers the request side of constrained output.
 
-A server honours the kinds it is told to (`honours`): its answer is then one the
+A server honours the kinds (or fields) it is told to (`honours`): its answer is then one the
 constraint allows, as constrained decoding guarantees. The answer it would have
 given (imperfections included) is kept when the constraint allows it; otherwise
 the good answer, then the shortest text the grammar allows. Under a JSON schema
 the answer is the step's JSON (step_formats.from_text) or the schema's smallest
 instance. Fields it does not honour are ignored, or refused with HTTP 400 as
-OpenAI refuses unknown arguments (`refuse_unknown`).
+OpenAI refuses unknown arguments (`refuse_unknown`); fields named in `fails` get HTTP
+500, as llama-cpp-python answers a response_format of type json_schema.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def read_constraint(body: dict) -> Optional[SentConstraint]:
     if isinstance(outputs, dict) and "grammar" in outputs:
         return SentConstraint("structured_outputs", "grammar", grammar=_grammar(outputs["grammar"]))
     response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_object" and "schema" in response_format:
+        check_schema(response_format["schema"])  # llama-cpp-python's form: the schema beside the type
+        return SentConstraint("json_object", "json_schema", schema=response_format["schema"])
     if isinstance(response_format, dict) and response_format.get("type") in ("json_schema", "json_object"):
         wrapper = response_format.get("json_schema")
         schema = wrapper.get("schema") if isinstance(wrapper, dict) and "schema" in wrapper else wrapper

@@ -264,12 +264,14 @@ class FakeLLMServer:
         imperfect: Optional[Imperfection] = None,
         honours: tuple[str, ...] = (),
         refuse_unknown: bool = False,
+        fails: tuple[str, ...] = (),
     ):
         self.responders = {**DEFAULT_RESPONDERS, **(responders or {})}
         # Decoding constraints: the kinds ("grammar", "json_schema") whose answers keep to them;
         # others are ignored, or refused with HTTP 400 when refuse_unknown (as OpenAI does).
-        self.honours = tuple(honours)
+        self.honours = tuple(honours)  # kinds, or field names ("json_object") for one form of a kind
         self.refuse_unknown = refuse_unknown
+        self.fails = tuple(fails)  # constraint fields answered with HTTP 500, as llama-cpp-python does
         # A seeded share of answers flawed as a real model's are (None: every answer is good).
         self.imperfect = imperfect or Imperfection()
         self.api_key = api_key
@@ -482,7 +484,9 @@ class FakeLLMServer:
             request.constraint = read_constraint(body)
         except Refused as exc:
             return web.json_response({"error": {"message": str(exc), "type": "invalid_request_error"}}, status=400)
-        if request.constraint is not None and request.constraint.kind not in self.honours and self.refuse_unknown:
+        if request.constraint is not None and request.constraint.field in self.fails:
+            return web.json_response({"error": {"message": "Internal Server Error"}}, status=500)
+        if request.constraint is not None and not self._honours(request.constraint) and self.refuse_unknown:
             message = f"Unrecognized request argument supplied: {request.constraint.field}"
             return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=400)
         request.max_pairs = self.max_pairs
@@ -495,6 +499,9 @@ class FakeLLMServer:
             return await self._answer(http, request)
         finally:
             self._leave()
+
+    def _honours(self, constraint) -> bool:
+        return constraint.kind in self.honours or constraint.field in self.honours
 
     @staticmethod
     async def _cut_short(http: web.Request, body: bytes) -> web.StreamResponse:
@@ -563,7 +570,7 @@ class FakeLLMServer:
             text = "I'm sorry, but I can't help with that request."
         elif fault == "noverdict":
             text = "Let me think about this carefully. The text discusses several things."
-        if request.constraint is not None and request.constraint.kind in self.honours:
+        if request.constraint is not None and self._honours(request.constraint):
             text = constrained_answer(request.constraint, request.step, text, lambda: self.responders[request.step](request))
         text, request.finish_reason = within_limits(text, request)
         delay = self.latency + self.per_token_latency * _tokens(text)

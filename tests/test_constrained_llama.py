@@ -77,3 +77,19 @@ def test_a_real_small_models_conversation_parses_under_a_grammar(real_server, tm
     assert figures.get("conversation", (0, 0))[1] > 0, figures
     assert all(parsed == outputs for parsed, outputs in figures.values()), figures
 
+
+
+def test_the_probe_finds_each_kind_that_a_real_llama_cpp_python_server_honours(real_server, tmp_path):
+    """auto picks its grammar field; json_schema, where the standard form fails with HTTP 500,
+    its own form (the schema beside the type json_object)."""
+    from generation_functions.constraint_probe import probe_model_constraints
+
+    chosen = {}
+    for setting in ("auto", "json_schema"):
+        config = load_config(
+            write_config(tmp_path / f"{setting}.yaml", real_server, API={"LOGICAL_MODEL": MODEL_ALIAS},
+                         SYSTEM={"CONSTRAINED_OUTPUT": setting})
+        )
+        probe = asyncio.run(probe_model_constraints(config, MODEL_ALIAS))
+        chosen[setting] = probe.field
+    assert chosen == {"auto": "grammar", "json_schema": "json_object"}, chosen

@@ -77,6 +77,21 @@ def test_a_json_only_server_gets_schemas_and_its_json_answers_become_the_same_va
     assert rows and not any('"reasoning"' in row for row in rows), "datasets hold the pairs, not the JSON"
 
 
+def test_llama_cpp_pythons_own_json_form_is_used_where_the_standard_one_fails(tmp_path):
+    """llama-cpp-python answers response_format type json_schema with HTTP 500 and takes the schema
+    beside the type json_object instead: with json_schema asked for, the probe finds that form."""
+    with FakeLLMServer(honours=("grammar", "json_object"), fails=("response_format",)) as server:
+        config, report = run(tmp_path, server, "json_schema")
+    probe = json.loads((config.output_dir / RECORD).read_text())
+    assert probe["models"] == {"small-model": "json_object", "large-model": "json_object"}
+    step_requests = [r for r in server.requests if r.step in PIPELINE_STEPS]
+    assert step_requests and all(r.body["response_format"]["type"] == "json_object" for r in step_requests)
+    assert all("schema" in r.body["response_format"] for r in step_requests)
+    assert all(r.response.startswith("{") for r in step_requests if r.response)
+    assert all(parsed == outputs for parsed, outputs in all_outputs_parsed(report).values())
+    assert report["funnel"]["conversations"] > 0
+
+
 def test_the_same_job_with_and_without_json_constraints_makes_the_same_datasets(tmp_path):
     with FakeLLMServer(honours=("json_schema",)) as server:
         plain_config, _ = run(tmp_path / "off", server, "off")
@@ -128,6 +143,7 @@ def test_a_refusal_mid_run_turns_constraints_off_with_one_warning(caplog):
         ({"structured_outputs": {"grammar": "item ::= [a-z]"}}, "failed to parse grammar"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}}, "additionalProperties"),
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "string"}}, "required": [], "additionalProperties": False}}}}, "every property must be required"),
+        ({"response_format": {"type": "json_object", "schema": {"type": "object", "properties": {}}}}, "additionalProperties"),
     ],
 )
 def test_the_fake_refuses_a_malformed_constraint_whether_or_not_it_honours_it(body, message):

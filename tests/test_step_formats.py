@@ -64,6 +64,15 @@ def test_every_grammar_is_well_formed_here_and_for_llama_cpp(step):
     assert _llama_loads(step.output_format.grammar), f"llama.cpp refuses the {step.key} grammar"
 
 
+@pytest.mark.parametrize("step", ALL_STEPS, ids=lambda step: step.key)
+def test_every_schema_becomes_a_grammar_llama_cpp_python_loads(step):
+    """llama-cpp-python turns the json_object form's schema into a grammar, and its server
+    process dies on one it cannot load."""
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar", reason="llama_cpp is not installed")
+    converted = llama_grammar.json_schema_to_gbnf(json.dumps(step.output_format.schema))
+    assert _llama_loads(converted), f"llama.cpp refuses the grammar of the {step.key} schema"
+
+
 @pytest.mark.parametrize("step, output", list(examples()))
 def test_every_few_shot_example_is_accepted_by_its_steps_grammar(step, output):
     assert grammar_of(step).matches(output.strip()), f"the {step.key} grammar refuses its own example:\n{output}"

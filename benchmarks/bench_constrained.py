@@ -94,6 +94,8 @@ def run_once(url: str, input_dir: Path, constrained: str, args: argparse.Namespa
         "pairs_generated": funnel.get("pairs_generated", 0),
         "pairs_kept": kept,
         "conversations": funnel.get("conversations", 0),
+        # Why the others were not kept: a conversation that parses may still fail the check in code.
+        "conversations_tossed": report.get("stages", {}).get("conversation", {}).get("tossed_reasons", {}),
         "seconds_per_kept_pair": round(seconds / kept, 1) if kept else None,
         "steps": steps,
     }
@@ -113,6 +115,8 @@ def print_result(result: dict) -> None:
     print(f"\nCONSTRAINED_OUTPUT: {result['constrained_output']} (chose {result['chose']}){skipped}, wall {result['wall_s']} s")
     print(f"  pairs generated {result['pairs_generated']}, kept {result['pairs_kept']}, conversations "
           f"{result['conversations']}, seconds per kept pair {result['seconds_per_kept_pair']}")
+    if result["conversations_tossed"]:
+        print(f"  conversations not kept: {result['conversations_tossed']}")
     for key, step in result["steps"].items():
         if step["outputs"]:
             share = 100 * step["parsed"] / step["outputs"]

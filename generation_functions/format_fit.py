@@ -62,7 +62,9 @@ def schema_misfit(step: Step, output: str) -> str:
         same = step.processor(again) == step.processor(output)
     except ParseError as exc:
         return f"it has no JSON form ({exc})"
-    return "" if same else "its JSON form reads as a different value"
+    if not same:
+        return "its JSON form reads as a different value"
+    return output_format.over_bounds(answer)
 
 
 CHECKS = {GRAMMAR: grammar_misfit, JSON_SCHEMA: schema_misfit}

@@ -41,6 +41,28 @@ class OutputFormat:
     # by the grammar gets max_tokens enough for it, so a rambling model reaches its verdict
     # instead of being cut off just before it (None: not bounded so, e.g. a list of pairs).
     longest_chars: Optional[int] = None
+    # The grammar's bound on a list (pairs, turns) in JSON schema words: (property, maxItems), for
+    # servers that turn a schema into a grammar and keep to it, so a model that goes on listing
+    # must close its JSON before max_tokens. It stays out of `schema`: OpenAI's strict mode has no
+    # maxItems. Reasoning gets no maxLength: llama-cpp-python writes one as nested optional
+    # characters, and llama.cpp cannot load that grammar for the lengths the grammars allow.
+    list_bound: Optional[tuple[str, int]] = None
+
+    def bounded_schema(self) -> dict:
+        """The schema with the grammar's bound on its list written in."""
+        schema = json.loads(json.dumps(self.schema))
+        if self.list_bound is not None:
+            name, limit = self.list_bound
+            schema["properties"][name]["maxItems"] = limit
+        return schema
+
+    def over_bounds(self, answer: dict) -> str:
+        """Why a JSON answer exceeds the bounded schema ("" if it does not)."""
+        if self.list_bound is None:
+            return ""
+        name, limit = self.list_bound
+        size = len(answer.get(name) or ())
+        return f"its {name!r} has {size} items, the bounded schema allows {limit}" if size > limit else ""
 
 
 # Pieces every grammar shares. A "gap" is a line break or a blank line or two.
@@ -179,6 +201,7 @@ QUESTION_GENERATION = OutputFormat(
     from_text=_pairs_json,
     shape="1 to 12 blocks of **QUESTION:** then **ANSWER:**, with nothing before the first, "
     "no body line opening with ** and at most 17 lines per body; or NO QUESTIONS",
+    list_bound=("pairs", 12),
 )
 
 
@@ -288,6 +311,7 @@ CONVERSATION = OutputFormat(
     from_text=_conversation_json,
     shape="an optional # heading, then **User:** and **AI Assistant:** turns beginning with a user turn "
     "(or one assistant greeting first), at most 33 turns, no body line opening with **",
+    list_bound=("turns", 33),
 )
 
 
@@ -336,7 +360,9 @@ def protocol_text(output_format: OutputFormat, answer: str) -> str:
     if not body.startswith("{"):
         return answer
     try:
-        decoded = json.loads(body)
+        # Line breaks and tabs written raw inside a string: llama-cpp-python's JSON grammar lets a
+        # model write them, and the meaning is plain, so they are read, not refused.
+        decoded = json.loads(body, strict=False)
     except ValueError as exc:
         raise ParseError(f"the JSON answer does not parse ({exc.msg} at character {exc.pos})") from None
     return output_format.to_text(decoded)

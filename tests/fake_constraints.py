@@ -11,7 +11,9 @@ constraint allows, as constrained decoding guarantees. The answer it would have
 given (imperfections included) is kept when the constraint allows it; otherwise
 the good answer, then the shortest text the grammar allows. Under a JSON schema
 the answer is the step's JSON (step_formats.from_text) or the schema's smallest
-instance. Fields it does not honour are ignored, or refused with HTTP 400 as
+instance, within the schema's maxLength and maxItems. In llama-cpp-python's form
+(json_object) line breaks inside strings are written raw, as its JSON grammar lets
+a model write them. Fields it does not honour are ignored, or refused with HTTP 400 as
 OpenAI refuses unknown arguments (`refuse_unknown`); fields named in `fails` get HTTP
 500, as llama-cpp-python answers a response_format of type json_schema.
 """
@@ -19,6 +21,7 @@ OpenAI refuses unknown arguments (`refuse_unknown`); fields named in `fails` get
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -52,7 +55,8 @@ def read_constraint(body: dict) -> Optional[SentConstraint]:
         return SentConstraint("structured_outputs", "grammar", grammar=_grammar(outputs["grammar"]))
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") == "json_object" and "schema" in response_format:
-        check_schema(response_format["schema"])  # llama-cpp-python's form: the schema beside the type
+        # llama-cpp-python's form: the schema beside the type; it keeps to length bounds.
+        check_schema(response_format["schema"], bounds_allowed=True)
         return SentConstraint("json_object", "json_schema", schema=response_format["schema"])
     if isinstance(response_format, dict) and response_format.get("type") in ("json_schema", "json_object"):
         wrapper = response_format.get("json_schema")
@@ -71,11 +75,21 @@ def _grammar(text: Any) -> gbnf.Grammar:
         raise Refused(f"failed to parse grammar: {exc}") from None
 
 
-def check_schema(schema: Any, where: str = "schema") -> None:
-    """OpenAI strict mode's rules for the keywords the project uses."""
+BOUND_KEYWORDS = {"string": "maxLength", "array": "maxItems"}
+
+
+def check_schema(schema: Any, where: str = "schema", bounds_allowed: bool = False) -> None:
+    """OpenAI strict mode's rules for the keywords the project uses; length bounds only where
+    the server turns the schema into a grammar (they are not in OpenAI's strict subset)."""
     if not isinstance(schema, dict):
         raise Refused(f"{where} must be an object")
     kind = schema.get("type")
+    for keyword in ("maxLength", "maxItems"):
+        if keyword in schema:
+            if not bounds_allowed:
+                raise Refused(f"{where}: {keyword} is not supported in strict mode")
+            if BOUND_KEYWORDS.get(kind) != keyword or not isinstance(schema[keyword], int) or schema[keyword] < 1:
+                raise Refused(f"{where}: {keyword} must be a positive integer on a {kind}")
     if kind == "object":
         properties = schema.get("properties")
         if not isinstance(properties, dict):
@@ -85,9 +99,9 @@ def check_schema(schema: Any, where: str = "schema") -> None:
         if sorted(schema.get("required") or []) != sorted(properties):
             raise Refused(f"{where}: every property must be required")
         for name, sub in properties.items():
-            check_schema(sub, f"{where}.{name}")
+            check_schema(sub, f"{where}.{name}", bounds_allowed)
     elif kind == "array":
-        check_schema(schema.get("items"), f"{where}[]")
+        check_schema(schema.get("items"), f"{where}[]", bounds_allowed)
     elif kind == "string":
         enum = schema.get("enum")
         if enum is not None and (not isinstance(enum, list) or not enum or not all(isinstance(v, str) for v in enum)):
@@ -115,10 +129,30 @@ def constrained_answer(constraint: SentConstraint, step: str, answer: str, good:
                 return text
         return constraint.grammar.example()
     output_format = _FORMAT_OF.get(step)
+    instance = smallest_instance(constraint.schema)
     if output_format is not None:
         for text in (answer, good()):
             try:
-                return json.dumps(output_format.from_text(text))
+                decoded = output_format.from_text(text)
             except ParseError:
                 continue
-    return json.dumps(smallest_instance(constraint.schema))
+            if within_bounds(decoded, constraint.schema):
+                instance = decoded
+                break
+    written = json.dumps(instance)
+    if constraint.field == "json_object":
+        # Each newline escape (not an escaped backslash before an n) becomes a raw line break.
+        written = re.sub(r"(?<!\\)((?:\\\\)*)\\n", lambda m: m.group(1) + "\n", written)
+    return written
+
+
+def within_bounds(instance: Any, schema: dict) -> bool:
+    """Whether an instance keeps to the schema's maxLength and maxItems, all the way down."""
+    kind = schema["type"]
+    if kind == "object":
+        return all(within_bounds(instance[name], sub) for name, sub in schema["properties"].items())
+    if kind == "array":
+        return len(instance) <= schema.get("maxItems", len(instance)) and all(
+            within_bounds(item, schema["items"]) for item in instance
+        )
+    return len(instance) <= schema.get("maxLength", len(instance))

@@ -88,6 +88,10 @@ def test_llama_cpp_pythons_own_json_form_is_used_where_the_standard_one_fails(tm
     assert step_requests and all(r.body["response_format"]["type"] == "json_object" for r in step_requests)
     assert all("schema" in r.body["response_format"] for r in step_requests)
     assert all(r.response.startswith("{") for r in step_requests if r.response)
+    # Its lists carry the grammar's bound, and its strings hold line breaks raw, which are read.
+    questions = next(r for r in step_requests if r.step == "qatuples_gen_no_filenames")
+    assert questions.body["response_format"]["schema"]["properties"]["pairs"]["maxItems"] == 12
+    assert any("\n" in r.response and "\\n" not in r.response for r in step_requests if r.response)
     assert all(parsed == outputs for parsed, outputs in all_outputs_parsed(report).values())
     assert report["funnel"]["conversations"] > 0
 

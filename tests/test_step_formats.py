@@ -69,8 +69,9 @@ def test_every_schema_becomes_a_grammar_llama_cpp_python_loads(step):
     """llama-cpp-python turns the json_object form's schema into a grammar, and its server
     process dies on one it cannot load."""
     llama_grammar = pytest.importorskip("llama_cpp.llama_grammar", reason="llama_cpp is not installed")
-    converted = llama_grammar.json_schema_to_gbnf(json.dumps(step.output_format.schema))
-    assert _llama_loads(converted), f"llama.cpp refuses the grammar of the {step.key} schema"
+    for schema in (step.output_format.schema, step.output_format.bounded_schema()):
+        converted = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        assert _llama_loads(converted), f"llama.cpp refuses the grammar of the {step.key} schema"
 
 
 @pytest.mark.parametrize("step, output", list(examples()))
@@ -78,10 +79,20 @@ def test_every_few_shot_example_is_accepted_by_its_steps_grammar(step, output):
     assert grammar_of(step).matches(output.strip()), f"the {step.key} grammar refuses its own example:\n{output}"
 
 
+def test_the_bounded_schemas_bound_the_lists_the_grammars_bound():
+    pairs, turns = BY_KEY["question_generation"].output_format, BY_KEY["conversation"].output_format
+    thirteen = "\n\n".join(f"**QUESTION:**\nQ{n}?\n\n**ANSWER:**\nA{n}." for n in range(13))
+    assert not gbnf.parse(pairs.grammar).matches(thirteen)
+    assert "'pairs' has 13 items" in pairs.over_bounds(pairs.from_text(thirteen))
+    assert pairs.over_bounds(pairs.from_text(thirteen.rsplit("\n\n**QUESTION:**", 1)[0])) == ""
+    assert turns.bounded_schema()["properties"]["turns"]["maxItems"] == 33
+    assert BY_KEY["question_check"].output_format.bounded_schema() == BY_KEY["question_check"].output_format.schema
+
+
 @pytest.mark.parametrize("step, output", list(examples()))
 def test_every_few_shot_example_goes_to_json_and_back_to_the_same_value(step, output):
     answer = step.output_format.from_text(output)
-    assert_fits_schema(answer, step.output_format.schema)
+    assert_fits_schema(answer, step.output_format.bounded_schema())
     again = protocol_text(step.output_format, json.dumps(answer))
     assert step.processor(again) == step.processor(output)
     assert grammar_of(step).matches(again), "the JSON answer's text must be one the grammar also allows"
@@ -98,10 +109,12 @@ def assert_fits_schema(value, schema, where="answer"):
             assert_fits_schema(value[name], sub, f"{where}.{name}")
     elif kind == "array":
         assert isinstance(value, list), where
+        assert len(value) <= schema.get("maxItems", len(value)), f"{where}: more items than maxItems"
         for number, item in enumerate(value):
             assert_fits_schema(item, schema["items"], f"{where}[{number}]")
     else:
         assert isinstance(value, str), where
+        assert len(value) <= schema.get("maxLength", len(value)), f"{where}: longer than maxLength"
         if "enum" in schema:
             assert value in schema["enum"], where
 
@@ -162,6 +175,12 @@ def test_reasoning_is_bounded_so_a_rambling_model_must_conclude():
         ('{"reasoning": "It fits.", "verdict": "RELEVANT"}', "It fits.\n\nRELEVANT"),
         ('```json\n{"reasoning": "", "verdict": "IRRELEVANT"}\n```', "IRRELEVANT"),
         ("Plain text from a server that fell back.\n\nRELEVANT", "Plain text from a server that fell back.\n\nRELEVANT"),
+        # llama-cpp-python's JSON grammar lets a model write line breaks raw inside a string.
+        (
+            '{ "reasoning": "The return should be **`true`**. }\n\nYou can remove this section." ,"verdict" : "IRRELEVANT"}',
+            "The return should be **`true`**. }\n\nYou can remove this section.\n\nIRRELEVANT",
+        ),
+        ('{"reasoning": "Step 1.\tFine.\r\nStep 2.", "verdict": "RELEVANT"}', "Step 1.\tFine.\r\nStep 2.\n\nRELEVANT"),
     ],
 )
 def test_protocol_text_of_json_and_plain_answers(answer, expected):
@@ -196,6 +215,14 @@ def test_request_fields_for_each_server_form():
     assert openai_fields(constraint_for("ebnf", step.key, grammar, schema)) == {"ebnf": grammar}
     sent = openai_fields(constraint_for("response_format", step.key, grammar, schema))["response_format"]
     assert sent["type"] == "json_schema" and sent["json_schema"]["schema"] == schema and sent["json_schema"]["strict"]
+    # llama-cpp-python's form carries the grammar's bound on a list; OpenAI's strict form has no maxItems.
+    pairs = BY_KEY["question_generation"].output_format
+    bounded = pairs.bounded_schema()
+    assert bounded["properties"]["pairs"]["maxItems"] == 12 and "maxItems" not in json.dumps(pairs.schema)
+    sent = openai_fields(constraint_for("json_object", "question_generation", pairs.grammar, pairs.schema, bounded))
+    assert sent == {"response_format": {"type": "json_object", "schema": bounded}}
+    sent = openai_fields(constraint_for("response_format", "question_generation", pairs.grammar, pairs.schema, bounded))
+    assert sent["response_format"]["json_schema"]["schema"] == pairs.schema
     assert [f.name for f in candidate_fields("auto", "cohere")] == ["response_format"]
     assert [f.name for f in candidate_fields("grammar", "api")] == ["grammar", "structured_outputs", "guided_grammar", "ebnf"]
     assert candidate_fields("off", "api") == ()

@@ -41,28 +41,35 @@ class OutputFormat:
     # by the grammar gets max_tokens enough for it, so a rambling model reaches its verdict
     # instead of being cut off just before it (None: not bounded so, e.g. a list of pairs).
     longest_chars: Optional[int] = None
-    # The grammar's bound on a list (pairs, turns) in JSON schema words: (property, maxItems), for
-    # servers that turn a schema into a grammar and keep to it, so a model that goes on listing
-    # must close its JSON before max_tokens. It stays out of `schema`: OpenAI's strict mode has no
-    # maxItems. Reasoning gets no maxLength: llama-cpp-python writes one as nested optional
+    # The grammar's bounds on a list (pairs, exchanges) in JSON schema words: (property, minItems,
+    # maxItems), for servers that turn a schema into a grammar and keep to them, so a model that
+    # goes on listing must close its JSON before max_tokens. They stay out of `schema`: OpenAI's
+    # strict mode has no minItems or maxItems. Reasoning gets no maxLength: llama-cpp-python writes one as nested optional
     # characters, and llama.cpp cannot load that grammar for the lengths the grammars allow.
-    list_bound: Optional[tuple[str, int]] = None
+    list_bound: Optional[tuple[str, int, int]] = None
+    # The list items' strings that must not be empty (minLength 1, in the bounded schema only): an
+    # exchange with an empty user message is an assistant talking to itself.
+    nonempty_items: tuple[str, ...] = ()
 
     def bounded_schema(self) -> dict:
-        """The schema with the grammar's bound on its list written in."""
+        """The schema with the grammar's bounds on its list written in."""
         schema = json.loads(json.dumps(self.schema))
         if self.list_bound is not None:
-            name, limit = self.list_bound
-            schema["properties"][name]["maxItems"] = limit
+            name, least, most = self.list_bound
+            schema["properties"][name].update({"minItems": least, "maxItems": most} if least else {"maxItems": most})
+            for item in self.nonempty_items:
+                schema["properties"][name]["items"]["properties"][item]["minLength"] = 1
         return schema
 
     def over_bounds(self, answer: dict) -> str:
-        """Why a JSON answer exceeds the bounded schema ("" if it does not)."""
+        """Why a JSON answer lies outside the bounded schema ("" if it does not)."""
         if self.list_bound is None:
             return ""
-        name, limit = self.list_bound
+        name, least, most = self.list_bound
         size = len(answer.get(name) or ())
-        return f"its {name!r} has {size} items, the bounded schema allows {limit}" if size > limit else ""
+        if least <= size <= most:
+            return ""
+        return f"its {name!r} has {size} items, the bounded schema allows {least} to {most}"
 
 
 # Pieces every grammar shares. A "gap" is a line break or a blank line or two.
@@ -201,7 +208,8 @@ QUESTION_GENERATION = OutputFormat(
     from_text=_pairs_json,
     shape="1 to 12 blocks of **QUESTION:** then **ANSWER:**, with nothing before the first, "
     "no body line opening with ** and at most 17 lines per body; or NO QUESTIONS",
-    list_bound=("pairs", 12),
+    list_bound=("pairs", 0, 12),
+    nonempty_items=("question", "answer"),
 )
 
 
@@ -279,17 +287,39 @@ CONTEXT_REPAIR = OutputFormat(
 
 # ---------------------------------------------------------------- conversation
 
-_SPEAKERS = ("User", "AI Assistant")
+# A JSON conversation is an optional greeting and then exchanges, each a user turn and the reply
+# to it: a list of free turns would let a model write only assistant turns, which is no
+# conversation (a small model did so in 3 of 4 JSON answers).
 
 
 def _conversation_text(answer: Any) -> str:
-    turns = _field(answer, "turns", list)
-    lines = [f"**{_choice(turn, 'speaker', _SPEAKERS)}:** {_field(turn, 'message').strip()}" for turn in turns]
-    return "\n\n".join(lines)
+    opening = _field(answer, "opening").strip()
+    turns = [f"**AI Assistant:** {opening}"] if opening else []
+    for exchange in _field(answer, "exchanges", list):
+        for speaker, name in (("User", "user"), ("AI Assistant", "assistant")):
+            message = _field(exchange, name).strip()
+            if message:
+                turns.append(f"**{speaker}:** {message}")
+    return "\n\n".join(turns)
 
 
 def _conversation_json(text: str) -> dict:
-    return {"turns": [{"speaker": speaker, "message": message} for speaker, message in parsers.parse_conversation(text)]}
+    """Turns as exchanges; a run of one speaker's turns becomes one message (as the check in
+    code merges them), and assistant turns before the first user turn the greeting."""
+    opening: list[str] = []
+    exchanges: list[dict] = []
+    for speaker, message in parsers.parse_conversation(text):
+        if speaker == "User":
+            if exchanges and not exchanges[-1]["assistant"]:
+                exchanges[-1]["user"] += "\n\n" + message
+            else:
+                exchanges.append({"user": message, "assistant": ""})
+        elif not exchanges:
+            opening.append(message)
+        else:
+            reply = exchanges[-1]["assistant"]
+            exchanges[-1]["assistant"] = f"{reply}\n\n{message}" if reply else message
+    return {"opening": "\n\n".join(opening), "exchanges": exchanges}
 
 
 CONVERSATION = OutputFormat(
@@ -302,16 +332,18 @@ CONVERSATION = OutputFormat(
         _COMMON,
     ),
     schema=_object(
-        turns={
+        opening=_string("the AI Assistant's greeting before the user's first message; empty for none"),
+        exchanges={
             "type": "array",
-            "items": _object(speaker={"type": "string", "enum": list(_SPEAKERS)}, message=_string("what the speaker says")),
-        }
+            "items": _object(user=_string("what the user says"), assistant=_string("the AI Assistant's reply")),
+        },
     ),
     to_text=_conversation_text,
     from_text=_conversation_json,
     shape="an optional # heading, then **User:** and **AI Assistant:** turns beginning with a user turn "
     "(or one assistant greeting first), at most 33 turns, no body line opening with **",
-    list_bound=("turns", 33),
+    list_bound=("exchanges", 1, 16),
+    nonempty_items=("user", "assistant"),
 )
 
 

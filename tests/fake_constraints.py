@@ -75,7 +75,7 @@ def _grammar(text: Any) -> gbnf.Grammar:
         raise Refused(f"failed to parse grammar: {exc}") from None
 
 
-BOUND_KEYWORDS = {"string": "maxLength", "array": "maxItems"}
+BOUND_KEYWORDS = {"minLength": "string", "maxLength": "string", "minItems": "array", "maxItems": "array"}
 
 
 def check_schema(schema: Any, where: str = "schema", bounds_allowed: bool = False) -> None:
@@ -84,12 +84,12 @@ def check_schema(schema: Any, where: str = "schema", bounds_allowed: bool = Fals
     if not isinstance(schema, dict):
         raise Refused(f"{where} must be an object")
     kind = schema.get("type")
-    for keyword in ("maxLength", "maxItems"):
+    for keyword, bounded_kind in BOUND_KEYWORDS.items():
         if keyword in schema:
             if not bounds_allowed:
                 raise Refused(f"{where}: {keyword} is not supported in strict mode")
-            if BOUND_KEYWORDS.get(kind) != keyword or not isinstance(schema[keyword], int) or schema[keyword] < 1:
-                raise Refused(f"{where}: {keyword} must be a positive integer on a {kind}")
+            if kind != bounded_kind or not isinstance(schema[keyword], int) or schema[keyword] < 0:
+                raise Refused(f"{where}: {keyword} must be a whole number on a {bounded_kind}")
     if kind == "object":
         properties = schema.get("properties")
         if not isinstance(properties, dict):
@@ -147,12 +147,12 @@ def constrained_answer(constraint: SentConstraint, step: str, answer: str, good:
 
 
 def within_bounds(instance: Any, schema: dict) -> bool:
-    """Whether an instance keeps to the schema's maxLength and maxItems, all the way down."""
+    """Whether an instance keeps to the schema's length and item bounds, all the way down."""
     kind = schema["type"]
     if kind == "object":
         return all(within_bounds(instance[name], sub) for name, sub in schema["properties"].items())
     if kind == "array":
-        return len(instance) <= schema.get("maxItems", len(instance)) and all(
+        return schema.get("minItems", 0) <= len(instance) <= schema.get("maxItems", len(instance)) and all(
             within_bounds(item, schema["items"]) for item in instance
         )
-    return len(instance) <= schema.get("maxLength", len(instance))
+    return schema.get("minLength", 0) <= len(instance) <= schema.get("maxLength", len(instance))

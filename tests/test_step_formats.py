@@ -85,7 +85,10 @@ def test_the_bounded_schemas_bound_the_lists_the_grammars_bound():
     assert not gbnf.parse(pairs.grammar).matches(thirteen)
     assert "'pairs' has 13 items" in pairs.over_bounds(pairs.from_text(thirteen))
     assert pairs.over_bounds(pairs.from_text(thirteen.rsplit("\n\n**QUESTION:**", 1)[0])) == ""
-    assert turns.bounded_schema()["properties"]["turns"]["maxItems"] == 33
+    exchanges = turns.bounded_schema()["properties"]["exchanges"]
+    assert (exchanges["minItems"], exchanges["maxItems"]) == (1, 16)
+    assert all(exchanges["items"]["properties"][name]["minLength"] == 1 for name in ("user", "assistant"))
+    assert turns.over_bounds({"exchanges": [{}]}) == "" and "0 items" in turns.over_bounds({"exchanges": []})
     assert BY_KEY["question_check"].output_format.bounded_schema() == BY_KEY["question_check"].output_format.schema
 
 
@@ -114,7 +117,7 @@ def assert_fits_schema(value, schema, where="answer"):
             assert_fits_schema(item, schema["items"], f"{where}[{number}]")
     else:
         assert isinstance(value, str), where
-        assert len(value) <= schema.get("maxLength", len(value)), f"{where}: longer than maxLength"
+        assert schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value)), f"{where}: length out of bounds"
         if "enum" in schema:
             assert value in schema["enum"], where
 
@@ -243,3 +246,31 @@ def test_request_fields_for_each_server_form():
 )
 def test_probe_answers(kind, text, honoured):
     assert probe_answer_honoured(kind, text) is honoured
+
+
+@pytest.mark.parametrize(
+    "answer, turns",
+    [
+        (
+            '{"opening": "Hello! Ask me about Verus.", "exchanges": [{"user": "How do I update?", '
+            '"assistant": "Download the new release."}, {"user": "And then?", "assistant": "Restart the wallet."}]}',
+            [("AI Assistant", "Hello! Ask me about Verus."), ("User", "How do I update?"),
+             ("AI Assistant", "Download the new release."), ("User", "And then?"), ("AI Assistant", "Restart the wallet.")],
+        ),
+        # llama-cpp-python's raw line breaks inside a message.
+        (
+            '{"opening": "", "exchanges": [{"user": "Which version?", "assistant": "1.2.\n\nSee the notes."}]}',
+            [("User", "Which version?"), ("AI Assistant", "1.2.\n\nSee the notes.")],
+        ),
+        # What SmolLM2 wrote under a schema of free turns: an assistant alone is no conversation.
+        ('{"opening": "", "exchanges": [{"user": "", "assistant": "Verus-cli-arm-v1.20/zk6c7"}]}', None),
+        ('{"opening": "Hi.", "exchanges": []}', None),
+    ],
+)
+def test_a_json_conversation_reads_as_its_turns(answer, turns):
+    step = BY_KEY["conversation"]
+    if turns is None:
+        with pytest.raises(ParseError, match="needs a User turn"):
+            step.processor(protocol_text(step.output_format, answer))
+        return
+    assert step.processor(protocol_text(step.output_format, answer)) == turns

@@ -25,7 +25,7 @@ from generation_functions.chunking import Chunk, chunk_documents
 from generation_functions.concurrency import RequestLimiter
 from generation_functions.config import Config
 from generation_functions.constraint_probe import choose_constraints, record_choice
-from generation_functions.constraints import GRAMMAR, constraint_for
+from generation_functions.constraints import constraint_for, is_bounded
 from generation_functions.format_fit import misfits, run_warnings
 from generation_functions.conversation_check import check_conversation
 from generation_functions.datasets import RUN_REPORT, PretrainingWriter, write_datasets
@@ -116,8 +116,9 @@ CHARS_PER_TOKEN = 3
 
 def room_for_format(sampling, constraint, output_format) -> int:
     """max_tokens, raised where a grammar's longest text would not fit: a model that reasons to the
-    grammar's bound must still have tokens left for the verdict the grammar then forces."""
-    if constraint.kind != GRAMMAR or output_format.longest_chars is None:
+    grammar's bound must still have tokens left for the verdict the grammar then forces. A schema
+    that carries the grammar's bounds holds reasoning to the same lines, with less around them."""
+    if not is_bounded(constraint) or output_format.longest_chars is None:
         return sampling.max_tokens
     return max(sampling.max_tokens, -(-output_format.longest_chars // CHARS_PER_TOKEN))
 

@@ -35,8 +35,8 @@ class ConstraintField:
     name: str  # as recorded and reported; also the body's top-level key
     kind: str  # GRAMMAR or JSON_SCHEMA
     servers: str  # who takes it, for messages and the README
-    # A JSON schema field whose server keeps to maxItems (it turns the schema into a grammar): the
-    # schema carries the grammar's bound on a list, so a model that goes on listing must close its JSON.
+    # A JSON schema field whose server keeps to a schema's length and item bounds (it turns the
+    # schema into a grammar): the schema carries the grammar's bounds (step_formats.bounded_schema).
     takes_bounds: bool = False
 
 
@@ -87,7 +87,7 @@ def constraint_for(
     field: Optional[str], name: str, grammar: str, schema: dict, bounded_schema: Optional[dict] = None
 ) -> Optional[Constraint]:
     """The constraint a step's requests carry in `field` (None: unconstrained). `bounded_schema`,
-    the schema with the grammar's bound on a list, goes to a field whose server keeps to it."""
+    the schema with the grammar's bounds, goes to a field whose server keeps to them."""
     if field is None:
         return None
     if BY_NAME[field].kind == GRAMMAR:
@@ -95,6 +95,13 @@ def constraint_for(
     if BY_NAME[field].takes_bounds and bounded_schema is not None:
         schema = bounded_schema
     return Constraint(field, name, json.dumps(schema, sort_keys=True, separators=(",", ":")))
+
+
+def is_bounded(constraint: Constraint) -> bool:
+    """Whether the constraint holds the model to the step's grammar bounds (a grammar, or a schema
+    that carries them), so max_tokens must leave room for the longest text they allow."""
+    field = BY_NAME[constraint.field]
+    return field.kind == GRAMMAR or field.takes_bounds
 
 
 

@@ -64,7 +64,8 @@ def schema_misfit(step: Step, output: str) -> str:
         return f"it has no JSON form ({exc})"
     if not same:
         return "its JSON form reads as a different value"
-    return output_format.over_bounds(answer)
+    bound = output_format.over_bounds(answer)
+    return f"{bound} (llama-cpp-python's JSON form holds to the grammar's bounds)" if bound else ""
 
 
 CHECKS = {GRAMMAR: grammar_misfit, JSON_SCHEMA: schema_misfit}

@@ -41,35 +41,60 @@ class OutputFormat:
     # by the grammar gets max_tokens enough for it, so a rambling model reaches its verdict
     # instead of being cut off just before it (None: not bounded so, e.g. a list of pairs).
     longest_chars: Optional[int] = None
-    # The grammar's bounds on a list (pairs, exchanges) in JSON schema words: (property, minItems,
-    # maxItems), for servers that turn a schema into a grammar and keep to them, so a model that
-    # goes on listing must close its JSON before max_tokens. They stay out of `schema`: OpenAI's
-    # strict mode has no minItems or maxItems. Reasoning gets no maxLength: llama-cpp-python writes one as nested optional
-    # characters, and llama.cpp cannot load that grammar for the lengths the grammars allow.
+    # The grammar's bounds in JSON schema words, for servers that turn a schema into a grammar and
+    # keep to them (llama-cpp-python's json_object form), so a model that rambles or goes on
+    # listing must close its JSON before max_tokens. They stay out of `schema`: OpenAI's strict
+    # mode has no length or item bounds.
+    # - list_bound: (property, minItems, maxItems) of a list (pairs, exchanges);
+    # - nonempty_items: the list items' strings that must not be empty (minLength 1): an exchange
+    #   with an empty user message is an assistant talking to itself;
+    # - reasoning_lines: the reasoning becomes a list of at most this many lines of at most
+    #   LINE_CHARS characters, as in the grammar. One long string cannot be bounded: llama-cpp-python
+    #   writes maxLength as nested optional characters, and llama.cpp does not load that grammar for
+    #   the lengths reasoning needs.
     list_bound: Optional[tuple[str, int, int]] = None
-    # The list items' strings that must not be empty (minLength 1, in the bounded schema only): an
-    # exchange with an empty user message is an assistant talking to itself.
     nonempty_items: tuple[str, ...] = ()
+    reasoning_lines: Optional[int] = None
 
     def bounded_schema(self) -> dict:
-        """The schema with the grammar's bounds on its list written in."""
+        """The schema with the grammar's bounds written in."""
         schema = json.loads(json.dumps(self.schema))
+        properties = schema["properties"]
         if self.list_bound is not None:
             name, least, most = self.list_bound
-            schema["properties"][name].update({"minItems": least, "maxItems": most} if least else {"maxItems": most})
+            properties[name].update({"minItems": least, "maxItems": most} if least else {"maxItems": most})
             for item in self.nonempty_items:
-                schema["properties"][name]["items"]["properties"][item]["minLength"] = 1
+                properties[name]["items"]["properties"][item]["minLength"] = 1
+        if self.reasoning_lines is not None:
+            properties["reasoning"] = {
+                "type": "array",
+                "description": properties["reasoning"]["description"] + ", one line per item",
+                "items": {"type": "string", "maxLength": LINE_CHARS},
+                "maxItems": self.reasoning_lines,
+            }
         return schema
+
+    def bounded_answer(self, answer: dict) -> dict:
+        """A JSON answer in the bounded schema's shape: its reasoning as its non-blank lines."""
+        if self.reasoning_lines is None or not isinstance(answer.get("reasoning"), str):
+            return answer
+        lines = [line.strip() for line in answer["reasoning"].splitlines() if line.strip()]
+        return {**answer, "reasoning": lines}
 
     def over_bounds(self, answer: dict) -> str:
         """Why a JSON answer lies outside the bounded schema ("" if it does not)."""
-        if self.list_bound is None:
-            return ""
-        name, least, most = self.list_bound
-        size = len(answer.get(name) or ())
-        if least <= size <= most:
-            return ""
-        return f"its {name!r} has {size} items, the bounded schema allows {least} to {most}"
+        if self.list_bound is not None:
+            name, least, most = self.list_bound
+            size = len(answer.get(name) or ())
+            if not least <= size <= most:
+                return f"its {name!r} has {size} items, the bounded schema allows {least} to {most}"
+        lines = self.bounded_answer(answer).get("reasoning")
+        if self.reasoning_lines is not None and isinstance(lines, list):
+            if len(lines) > self.reasoning_lines:
+                return f"its reasoning has {len(lines)} lines, the bounded schema allows {self.reasoning_lines}"
+            if any(len(line) > LINE_CHARS for line in lines):
+                return f"a line of its reasoning is longer than {LINE_CHARS} characters"
+        return ""
 
 
 # Pieces every grammar shares. A "gap" is a line break or a blank line or two.
@@ -126,6 +151,14 @@ def _field(answer: Any, name: str, kind: type = str) -> Any:
     return value
 
 
+def _reasoning(answer: Any) -> str:
+    """The reasoning of a JSON answer: one string, or a list of lines (the bounded schema's form)."""
+    value = answer.get("reasoning") if isinstance(answer, dict) else None
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "\n".join(line.strip() for line in value).strip()
+    return _field(answer, "reasoning").strip()
+
+
 def _choice(answer: Any, name: str, choices: tuple[str, ...]) -> str:
     value = _field(answer, name)
     if value not in choices:
@@ -147,7 +180,7 @@ _SUITABILITY = ("SUITABLE", "UNSUITABLE")
 def _filter_text(answer: Any) -> str:
     verdict = _choice(answer, "verdict", _SUITABILITY)
     line = "SUITABLE" if verdict == "SUITABLE" else f"UNSUITABLE: {_field(answer, 'kind').strip() or 'unsuitable'}"
-    return f"{_field(answer, 'reasoning').strip()}\n\n{line}".strip()
+    return f"{_reasoning(answer)}\n\n{line}".strip()
 
 
 def _filter_json(text: str) -> dict:
@@ -168,6 +201,7 @@ CHUNK_FILTER = OutputFormat(
     from_text=_filter_json,
     shape=_reasoning_shape(4) + ", then a line that ends in SUITABLE, or in UNSUITABLE: and the kind of chunk",
     longest_chars=_longest_reasoned(4),
+    reasoning_lines=4,
 )
 
 
@@ -220,7 +254,7 @@ def _verdict_format(positive: str, negative: str, parse: Callable[[str], bool]) 
     verdicts = (positive, negative)
 
     def to_text(answer: Any) -> str:
-        return f"{_field(answer, 'reasoning').strip()}\n\n{_choice(answer, 'verdict', verdicts)}".strip()
+        return f"{_reasoning(answer)}\n\n{_choice(answer, 'verdict', verdicts)}".strip()
 
     def from_text(text: str) -> dict:
         return {"reasoning": _reasoning_of(text), "verdict": positive if parse(text) else negative}
@@ -232,6 +266,7 @@ def _verdict_format(positive: str, negative: str, parse: Callable[[str], bool]) 
         from_text=from_text,
         shape=_reasoning_shape(20) + f", then a line that ends in {positive} or {negative}",
         longest_chars=_longest_reasoned(20),
+        reasoning_lines=20,
     )
 
 
@@ -246,7 +281,7 @@ _JUDGMENTS = ("PASS", "REWORD", "FAIL")
 
 def _repair_text(answer: Any) -> str:
     judgment = _choice(answer, "judgment", _JUDGMENTS)
-    text = f"{_field(answer, 'reasoning').strip()}\n\nFinal judgment: {judgment}".strip()
+    text = f"{_reasoning(answer)}\n\nFinal judgment: {judgment}".strip()
     if judgment == "REWORD":
         pair = [(_field(answer, "question").strip(), _field(answer, "answer").strip())]
         text += "\n\n### Question Rewording:\n" + parsers.format_question_answer_list(pair)
@@ -282,6 +317,7 @@ CONTEXT_REPAIR = OutputFormat(
     from_text=_repair_json,
     shape=_reasoning_shape(14) + ", then Final judgment: PASS or FAIL, or REWORD followed by "
     "### Question Rewording: and one **QUESTION:** / **ANSWER:** block",
+    reasoning_lines=14,
 )
 
 
@@ -355,7 +391,7 @@ _GRADES = ("CORRECT", "PARTLY CORRECT", "WRONG", "DECLINED")
 def _judge_text(answer: Any) -> str:
     grade = _choice(answer, "grade", _GRADES)
     reason = " ".join(_field(answer, "reason").split())
-    text = _field(answer, "reasoning").strip()
+    text = _reasoning(answer)
     return f"{text}\n\nReason: {reason}\n{grade}".strip() if reason else f"{text}\n\n{grade}".strip()
 
 
@@ -381,6 +417,7 @@ JUDGE = OutputFormat(
     shape=_reasoning_shape(12) + ", an optional Reason: line, then a line that ends in "
     "CORRECT, PARTLY CORRECT, WRONG or DECLINED",
     longest_chars=_longest_reasoned(12) + 410,
+    reasoning_lines=12,
 )
 
 

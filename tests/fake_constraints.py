@@ -11,7 +11,7 @@ constraint allows, as constrained decoding guarantees. The answer it would have
 given (imperfections included) is kept when the constraint allows it; otherwise
 the good answer, then the shortest text the grammar allows. Under a JSON schema
 the answer is the step's JSON (step_formats.from_text) or the schema's smallest
-instance, within the schema's maxLength and maxItems. In llama-cpp-python's form
+instance, within the schema's length and item bounds. In llama-cpp-python's form
 (json_object) line breaks inside strings are written raw, as its JSON grammar lets
 a model write them. Fields it does not honour are ignored, or refused with HTTP 400 as
 OpenAI refuses unknown arguments (`refuse_unknown`); fields named in `fails` get HTTP
@@ -136,6 +136,8 @@ def constrained_answer(constraint: SentConstraint, step: str, answer: str, good:
                 decoded = output_format.from_text(text)
             except ParseError:
                 continue
+            if constraint.schema["properties"].get("reasoning", {}).get("type") == "array":
+                decoded = output_format.bounded_answer(decoded)  # the bounded schema's reasoning lines
             if within_bounds(decoded, constraint.schema):
                 instance = decoded
                 break

@@ -88,10 +88,12 @@ def test_llama_cpp_pythons_own_json_form_is_used_where_the_standard_one_fails(tm
     assert step_requests and all(r.body["response_format"]["type"] == "json_object" for r in step_requests)
     assert all("schema" in r.body["response_format"] for r in step_requests)
     assert all(r.response.startswith("{") for r in step_requests if r.response)
-    # Its lists carry the grammar's bound, and its strings hold line breaks raw, which are read.
+    # Its schemas carry the grammar's bounds: lists of pairs, and reasoning as a list of lines.
     questions = next(r for r in step_requests if r.step == "qatuples_gen_no_filenames")
     assert questions.body["response_format"]["schema"]["properties"]["pairs"]["maxItems"] == 12
-    assert any("\n" in r.response and "\\n" not in r.response for r in step_requests if r.response)
+    check = next(r for r in step_requests if r.step == "check_question" and r.response)
+    assert check.body["response_format"]["schema"]["properties"]["reasoning"]["maxItems"] == 20
+    assert isinstance(json.loads(check.response, strict=False)["reasoning"], list)
     assert all(parsed == outputs for parsed, outputs in all_outputs_parsed(report).values())
     assert report["funnel"]["conversations"] > 0
 
@@ -182,3 +184,15 @@ def test_a_grammar_gets_max_tokens_enough_for_its_longest_text(tmp_path):
     longest = BY_KEY["question_check"].output_format.longest_chars
     assert checks and set(checks) == {-(-longest // 3)} and set(plain) == {1500}
     assert filters and set(filters) == {800}  # the filter's grammar fits its default already
+
+
+def test_llama_cpp_pythons_bounded_json_gets_the_same_room_and_the_standard_form_none(tmp_path):
+    """The json_object form holds reasoning to the grammar's lines, so it gets the grammar's room;
+    the standard form bounds nothing, so max_tokens stays as configured."""
+    longest = BY_KEY["question_check"].output_format.longest_chars
+    cases = ((("json_object",), ("response_format",), {-(-longest // 3)}), (("json_schema",), (), {1500}))
+    for honours, fails, expected in cases:
+        with FakeLLMServer(honours=honours, fails=fails) as server:
+            run(tmp_path / honours[0], server, "json_schema")
+            checks = [r.body["max_tokens"] for r in server.requests if r.step == BY_KEY["question_check"].prompt_name]
+        assert checks and set(checks) == expected, honours

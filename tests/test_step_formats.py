@@ -89,15 +89,31 @@ def test_the_bounded_schemas_bound_the_lists_the_grammars_bound():
     assert (exchanges["minItems"], exchanges["maxItems"]) == (1, 16)
     assert all(exchanges["items"]["properties"][name]["minLength"] == 1 for name in ("user", "assistant"))
     assert turns.over_bounds({"exchanges": [{}]}) == "" and "0 items" in turns.over_bounds({"exchanges": []})
-    assert BY_KEY["question_check"].output_format.bounded_schema() == BY_KEY["question_check"].output_format.schema
+
+
+def test_the_bounded_schemas_reasoning_is_the_grammars_lines():
+    check = BY_KEY["question_check"].output_format
+    reasoning = check.bounded_schema()["properties"]["reasoning"]
+    assert reasoning["type"] == "array" and reasoning["maxItems"] == 20 and reasoning["items"]["maxLength"] == 400
+    rambling = {"reasoning": "\n".join(["The text talks about staking in general terms."] * 21), "verdict": "RELEVANT"}
+    assert "21 lines" in check.over_bounds(rambling)
+    assert "longer than 400" in check.over_bounds({"reasoning": "x" * 401, "verdict": "RELEVANT"})
+    # A JSON answer in either shape reads as the same text.
+    lines = '{"reasoning": ["First, the text.", "Then the question."], "verdict": "RELEVANT"}'
+    assert protocol_text(check, lines) == "First, the text.\nThen the question.\n\nRELEVANT"
 
 
 @pytest.mark.parametrize("step, output", list(examples()))
 def test_every_few_shot_example_goes_to_json_and_back_to_the_same_value(step, output):
     answer = step.output_format.from_text(output)
-    assert_fits_schema(answer, step.output_format.bounded_schema())
+    assert_fits_schema(answer, step.output_format.schema)
     again = protocol_text(step.output_format, json.dumps(answer))
     assert step.processor(again) == step.processor(output)
+    # The same in the bounded schema's shape (llama-cpp-python's form: reasoning as lines).
+    bounded = step.output_format.bounded_answer(answer)
+    assert_fits_schema(bounded, step.output_format.bounded_schema())
+    assert step.output_format.over_bounds(answer) == ""
+    assert step.processor(protocol_text(step.output_format, json.dumps(bounded))) == step.processor(output)
     assert grammar_of(step).matches(again), "the JSON answer's text must be one the grammar also allows"
 
 

@@ -71,7 +71,7 @@ class Constraint:
 
     field: str  # a ConstraintField name
     name: str  # the step's key: the schema's name, and a label in messages
-    text: str  # GBNF text, or the JSON schema as canonical JSON text
+    text: str  # GBNF text, or the JSON schema as compact JSON text, its keys in the schema's order
 
     @property
     def kind(self) -> str:
@@ -94,7 +94,9 @@ def constraint_for(
         return Constraint(field, name, grammar)
     if BY_NAME[field].takes_bounds and bounded_schema is not None:
         schema = bounded_schema
-    return Constraint(field, name, json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    # Keys keep the schema's order: servers generate properties in that order, and the reasoning
+    # must come before the verdict it leads to (sorted, "answer" and "grade" came first).
+    return Constraint(field, name, json.dumps(schema, separators=(",", ":")))
 
 
 def is_bounded(constraint: Constraint) -> bool:

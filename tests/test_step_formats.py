@@ -91,6 +91,18 @@ def test_the_bounded_schemas_bound_the_lists_the_grammars_bound():
     assert turns.over_bounds({"exchanges": [{}]}) == "" and "0 items" in turns.over_bounds({"exchanges": []})
 
 
+@pytest.mark.parametrize("step", [step for step in (*STEPS, *EVALUATION_STEPS) if step.output_format], ids=lambda s: s.key)
+def test_a_sent_schema_keeps_its_properties_in_the_order_they_are_written(step):
+    """Servers write properties in the schema's order: reasoning first, then the verdict it leads to."""
+    output_format = step.output_format
+    for field in ("response_format", "json_object"):
+        sent = json.loads(constraint_for(field, step.key, output_format.grammar, output_format.schema,
+                                         output_format.bounded_schema()).text)
+        assert list(sent["properties"]) == list(output_format.schema["properties"])
+        if "reasoning" in sent["properties"]:
+            assert list(sent["properties"])[0] == "reasoning"
+
+
 def test_the_bounded_schemas_reasoning_is_the_grammars_lines():
     check = BY_KEY["question_check"].output_format
     reasoning = check.bounded_schema()["properties"]["reasoning"]

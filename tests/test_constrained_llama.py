@@ -36,7 +36,7 @@ def real_server():
         yield url
 
 
-def run_real(url: str, tmp_path, skip: dict) -> dict:
+def run_real(url: str, tmp_path, skip: dict, setting: str = "auto", field: str = "grammar") -> dict:
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "verusid.md").write_text(PASSAGE, encoding="utf-8")
     config = load_config(
@@ -46,12 +46,12 @@ def run_real(url: str, tmp_path, skip: dict) -> dict:
             API={"LARGE_LOGICAL_MODEL": MODEL_ALIAS, "LOGICAL_MODEL": MODEL_ALIAS},
             PATH={"INPUT": str(tmp_path / "input")},
             SKIP=skip,
-            SYSTEM={"CONSTRAINED_OUTPUT": "auto", "DOUBLE_CHECK_COUNTER": 1, "CONCURRENCY_LIMIT": 2,
+            SYSTEM={"CONSTRAINED_OUTPUT": setting, "DOUBLE_CHECK_COUNTER": 1, "CONCURRENCY_LIMIT": 2,
                     "REQUEST_TIMEOUT": 600, "MAX_RETRY_SECONDS": 60},
         )
     )
     report = asyncio.run(run_pipeline(config))
-    assert report["constrained_output"]["models"] == {MODEL_ALIAS: "grammar"}
+    assert report["constrained_output"]["models"] == {MODEL_ALIAS: field}
     return report
 
 
@@ -77,6 +77,13 @@ def test_a_real_small_models_conversation_parses_under_a_grammar(real_server, tm
     assert figures.get("conversation", (0, 0))[1] > 0, figures
     assert all(parsed == outputs for parsed, outputs in figures.values()), figures
 
+
+def test_every_step_of_a_real_small_model_parses_under_its_json_schema(real_server, tmp_path):
+    """json_schema on llama-cpp-python: its own form, whose schemas carry the grammar's bounds, and
+    whose answers may hold line breaks raw inside strings."""
+    figures = parse_figures(run_real(real_server, tmp_path, {"CHUNK_FILTER": True}, "json_schema", "json_object"))
+    assert figures.get("question_generation", (0, 0))[1] > 0
+    assert all(parsed == outputs for parsed, outputs in figures.values()), figures
 
 
 def test_the_probe_finds_each_kind_that_a_real_llama_cpp_python_server_honours(real_server, tmp_path):

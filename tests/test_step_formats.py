@@ -85,6 +85,9 @@ def test_the_bounded_schemas_bound_the_lists_the_grammars_bound():
     assert not gbnf.parse(pairs.grammar).matches(thirteen)
     assert "'pairs' has 13 items" in pairs.over_bounds(pairs.from_text(thirteen))
     assert pairs.over_bounds(pairs.from_text(thirteen.rsplit("\n\n**QUESTION:**", 1)[0])) == ""
+    # An empty list reads as NO QUESTIONS; the bounded form asks for a pair (the chunk filter judges chunks).
+    assert "'pairs' has 0 items" in pairs.over_bounds(pairs.from_text("NO QUESTIONS"))
+    assert pairs.bounded_schema()["properties"]["pairs"]["minItems"] == 1
     exchanges = turns.bounded_schema()["properties"]["exchanges"]
     assert (exchanges["minItems"], exchanges["maxItems"]) == (1, 16)
     assert all(exchanges["items"]["properties"][name]["minLength"] == 1 for name in ("user", "assistant"))

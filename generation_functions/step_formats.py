@@ -243,7 +243,7 @@ QUESTION_GENERATION = OutputFormat(
     shape="1 to 12 blocks of **QUESTION:** then **ANSWER:**, with nothing before the first, "
     "no body line opening with ** and at most 17 lines per body; or NO QUESTIONS",
     # At least one pair: under JSON, SmolLM2 closed the list at once (which reads as NO QUESTIONS)
-    # for 4 of 5 chunks that the grammar had it write pairs for. Whether a chunk has anything to
+    # in 4 of 5 question generations, where under the grammar it wrote pairs. Whether a chunk has anything to
     # ask is the chunk filter's call.
     list_bound=("pairs", 1, 12),
     nonempty_items=("question", "answer"),

@@ -106,7 +106,6 @@ def is_bounded(constraint: Constraint) -> bool:
     return field.kind == GRAMMAR or field.takes_bounds
 
 
-
 def openai_fields(constraint: Constraint) -> dict:
     """The body fields of an OpenAI-compatible request (chat or text completions)."""
     if constraint.field == "structured_outputs":

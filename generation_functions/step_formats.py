@@ -82,7 +82,8 @@ class OutputFormat:
         return {**answer, "reasoning": lines}
 
     def over_bounds(self, answer: dict) -> str:
-        """Why a JSON answer lies outside the bounded schema ("" if it does not)."""
+        """Why a JSON answer's list or reasoning lies outside the bounded schema ("" if neither does).
+        Empty items are left to the parser, which reads no turn or pair from them."""
         if self.list_bound is not None:
             name, least, most = self.list_bound
             size = len(answer.get(name) or ())
@@ -243,8 +244,8 @@ QUESTION_GENERATION = OutputFormat(
     shape="1 to 12 blocks of **QUESTION:** then **ANSWER:**, with nothing before the first, "
     "no body line opening with ** and at most 17 lines per body; or NO QUESTIONS",
     # At least one pair: under JSON, SmolLM2 closed the list at once (which reads as NO QUESTIONS)
-    # in 4 of 5 question generations, where under the grammar it wrote pairs. Whether a chunk has anything to
-    # ask is the chunk filter's call.
+    # in 4 of 5 question generations, where under the grammar it wrote pairs. Whether a chunk has
+    # anything to ask is the chunk filter's call.
     list_bound=("pairs", 1, 12),
     nonempty_items=("question", "answer"),
 )
